@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ares-rlhf/ares/checkpoints"
+	"github.com/ares-rlhf/ares/checkpoints/safetensors"
 	"github.com/ares-rlhf/ares/engine/demo"
 	"github.com/ares-rlhf/ares/engine/repair"
 )
@@ -98,6 +99,50 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(a, f)); err != nil {
 			t.Fatalf("missing output %s", f)
 		}
+	}
+}
+
+// TestBFloat16MasterWeights: with run.dtype = "bfloat16" the weights are
+// bf16 and every one has a float32 master copy in the optimizer state of the
+// checkpoint; a stopped and resumed run still equals an uninterrupted one.
+func TestBFloat16MasterWeights(t *testing.T) {
+	cfg := writeConfig(t, strings.Replace(sftConfig, "seed = 3", "seed = 3\ndtype = \"bfloat16\"", 1))
+	root := t.TempDir()
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
+	if code := runMain([]string{"sft", "--config", cfg, "--out", a}); code != 0 {
+		t.Fatalf("uninterrupted run: exit %d", code)
+	}
+	if code := runMain([]string{"sft", "--config", cfg, "--out", b, "--max-steps", "4"}); code != 0 {
+		t.Fatalf("first half: exit %d", code)
+	}
+	if code := runMain([]string{"sft", "--config", cfg, "--out", b, "--resume"}); code != 0 {
+		t.Fatalf("resumed half: exit %d", code)
+	}
+	if code := runMain([]string{"ckpt", "diff", finalCheckpoint(t, a, 8), finalCheckpoint(t, b, 8)}); code != 0 {
+		t.Fatal("stopped and resumed bf16 run differs from the uninterrupted one")
+	}
+	r, err := checkpoints.Open(finalCheckpoint(t, a, 8), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	weights, masters := map[string]bool{}, 0
+	for _, ti := range r.Tensors() {
+		switch {
+		case ti.Group == checkpoints.GroupModel:
+			if ti.DType != safetensors.BF16 {
+				t.Fatalf("weight %s is %s, want BF16", ti.Name, ti.DType)
+			}
+			weights[ti.Name] = true
+		case strings.HasSuffix(ti.Name, ".master"):
+			if ti.DType != safetensors.F32 {
+				t.Fatalf("master %s is %s, want F32", ti.Name, ti.DType)
+			}
+			masters++
+		}
+	}
+	if len(weights) == 0 || masters != len(weights) {
+		t.Fatalf("%d bf16 weights but %d float32 masters", len(weights), masters)
 	}
 }
 

@@ -86,11 +86,18 @@ func attentionMask(valid [][]bool, lq int) *torch.Tensor {
 
 // TokenLogProbs returns log p(token t | tokens < t) for t = 1..L-1 of every
 // sequence of the batch: [B, L-1], differentiable. Entries past a sequence's
-// end are meaningless; mask them with ResponseMask or Lens.
+// end are meaningless; mask them with ResponseMask or Lens. With bf16 or
+// f16 weights the log-softmax is taken in float32 (and the result is
+// float32): in bf16 the log-sum-exp over the vocabulary loses about two
+// decimal digits.
 func (m *Transformer) TokenLogProbs(b *Batch) *torch.Tensor {
 	h := m.Forward(b.IDs, b.Pos, b.Mask, nil)
 	L := h.Size(1)
-	logp := m.Logits(h.Narrow(1, 0, L-1)).LogSoftmax(-1)
+	logits := m.Logits(h.Narrow(1, 0, L-1))
+	if dt := logits.DType(); dt == torch.BFloat16 || dt == torch.Float16 {
+		logits = logits.To(torch.Float32)
+	}
+	logp := logits.LogSoftmax(-1)
 	targets := b.IDs.Narrow(1, 1, L-1).Unsqueeze(-1)
 	return logp.Gather(2, targets).Squeeze(-1)
 }

@@ -362,6 +362,41 @@ func TestLoadAndCloseFreeEverything(t *testing.T) {
 	}
 }
 
+// TestBFloat16LogProbs: a bf16 model's token log-probabilities come out in
+// float32 (the log-softmax is taken in float32) and stay close to those of
+// the float32 model with the same (bf16-rounded) weights.
+func TestBFloat16LogProbs(t *testing.T) {
+	dir := t.TempDir()
+	m, _ := Init(tinyConfigs()["llama"], CausalLM, 1, Options{DType: torch.BFloat16})
+	if err := m.Save(dir, CausalLM, nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	lp := map[torch.DType][]float32{}
+	for _, dt := range []torch.DType{torch.BFloat16, torch.Float32} {
+		m, err := Load(dir, CausalLM, Options{DType: dt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustTry(t, func() {
+			s := torch.NewScope()
+			defer s.Close()
+			b, _ := m.NewBatch(s, raggedBatch, 0)
+			out := m.TokenLogProbs(b)
+			if out.DType() != torch.Float32 {
+				t.Fatalf("%s model: log-probs are %s, want float32", dt, out.DType())
+			}
+			lp[dt] = out.Float32s()
+		})
+		m.Close()
+	}
+	for i, v := range lp[torch.Float32] {
+		if d := math.Abs(float64(v - lp[torch.BFloat16][i])); d > 0.1 {
+			t.Fatalf("log-prob %d: bf16 %v, float32 %v", i, lp[torch.BFloat16][i], v)
+		}
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	cases := map[string]string{
 		`{"model_type":"bert","vocab_size":3}`:                                                     `model_type "bert" is not supported`,

@@ -123,6 +123,65 @@ func TestAdamWMatchesReference(t *testing.T) {
 	}
 }
 
+// TestAdamWMasterWeights checks the bf16 path: the update is made to a
+// float32 master from the float32-cast gradient (so it matches the float32
+// rule computed in Go), and the bf16 weight is the master rounded. At this
+// learning rate every single update is below half a bf16 ulp, so a bf16
+// weight updated in place would never move.
+func TestAdamWMasterWeights(t *testing.T) {
+	for _, dev := range devices(t) {
+		must(t, func() {
+			p0 := []float32{0.5, -1.5, 2}
+			p := FromSlice(p0).Convert(BFloat16, dev).SetRequiresGrad(true)
+			defer p.Close()
+			const lr = 1e-4
+			o := NewAdamW([]*Tensor{p}, lr, 0.1)
+			defer o.Close()
+			if o.Master(0) == nil || o.Master(0).DType() != Float32 || o.State()["0.exp_avg"].DType() != Float32 {
+				t.Fatalf("a bf16 parameter needs a float32 master and float32 moments")
+			}
+			ref := f64s(p0)
+			m := make([]float64, 3)
+			v := make([]float64, 3)
+			for step := 1; step <= 40; step++ {
+				s := NewScope()
+				// loss = sum(p * c) so grad = c, exact in bf16
+				c := s.Own(FromSlice([]float32{1, -2, 0.5})).Convert(BFloat16, dev)
+				p.Mul(c).Sum().Backward()
+				s.Close()
+				o.Step()
+				o.ZeroGrad()
+				for i, g := range []float64{1, -2, 0.5} {
+					ref[i] *= 1 - lr*0.1
+					m[i] = 0.9*m[i] + 0.1*g
+					v[i] = 0.999*v[i] + 0.001*g*g
+					mh := m[i] / (1 - math.Pow(0.9, float64(step)))
+					vh := v[i] / (1 - math.Pow(0.999, float64(step)))
+					ref[i] -= lr * mh / (math.Sqrt(vh) + 1e-8)
+				}
+				closeTo(t, "master", o.Master(0).Float32s(), ref, 1e-6, 1e-6)
+				want := o.Master(0).To(BFloat16).To(Float32).Float32s()
+				got := p.To(Float32).Float32s()
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("step %d: weight[%d] = %v, master rounded to bf16 = %v", step, i, got[i], want[i])
+					}
+				}
+			}
+			// 40 updates of lr each moved the weights by more than a bf16 ulp.
+			got := p.To(Float32).Float32s()
+			for i := range got {
+				if got[i] == p0[i] {
+					t.Fatalf("weight[%d] never moved from %v", i, p0[i])
+				}
+			}
+			if len(o.State()) != 3 {
+				t.Fatalf("state %d tensors, want moments and master", len(o.State()))
+			}
+		})
+	}
+}
+
 func TestClipGradNorm(t *testing.T) {
 	must(t, func() {
 		a := FromSlice([]float32{1, 2}).SetRequiresGrad(true)

@@ -26,12 +26,16 @@ func TestSchedule(t *testing.T) {
 // that draws its batch from (seed, step) only.
 type regression struct {
 	w, b *torch.Tensor
+	dt   torch.DType
 }
 
-func newRegression() *regression {
-	w := torch.Zeros([]int64{3, 1}, torch.Float32, torch.CPU).SetRequiresGrad(true)
-	b := torch.Zeros([]int64{1}, torch.Float32, torch.CPU).SetRequiresGrad(true)
-	return &regression{w, b}
+func newRegression() *regression { return newRegressionOf(torch.Float32) }
+
+// newRegressionOf keeps the weights (and computes) in dt.
+func newRegressionOf(dt torch.DType) *regression {
+	w := torch.Zeros([]int64{3, 1}, dt, torch.CPU).SetRequiresGrad(true)
+	b := torch.Zeros([]int64{1}, dt, torch.CPU).SetRequiresGrad(true)
+	return &regression{w, b, dt}
 }
 
 func (r *regression) group(steps int64) *Group {
@@ -53,8 +57,8 @@ func (r *regression) step(poison map[int64]bool) StepFunc {
 		}
 		var loss *torch.Tensor
 		tm.Phase("forward", func() {
-			x := s.Own(torch.FromSlice(xs, 16, 3))
-			y := s.Own(torch.FromSlice(ys, 16, 1))
+			x := s.Own(torch.FromSlice(xs, 16, 3)).To(r.dt)
+			y := s.Own(torch.FromSlice(ys, 16, 1)).To(r.dt)
 			loss = x.MatMul(r.w).Add(r.b).Sub(y).Square().Mean()
 			if poison[step] {
 				loss = loss.MulScalar(math.NaN())
@@ -71,9 +75,17 @@ func params(r *regression) []byte {
 }
 
 func TestResumeEqualsUninterrupted(t *testing.T) {
+	for _, dt := range []torch.DType{torch.Float32, torch.BFloat16} {
+		t.Run(dt.String(), func(t *testing.T) { testResume(t, dt) })
+	}
+}
+
+// testResume: with bf16 weights, the float32 master weights are part of the
+// optimizer state, so the resumed run continues from the same masters.
+func testResume(t *testing.T, dt torch.DType) {
 	const steps = 12
 	// Uninterrupted.
-	a := newRegression()
+	a := newRegressionOf(dt)
 	defer a.close()
 	ga := a.group(steps)
 	defer ga.Opt.Close()
@@ -87,7 +99,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newRegression()
+	b := newRegressionOf(dt)
 	gb := b.group(steps)
 	trb := &Trainer{Cfg: Config{Steps: 5, Accum: 2, CheckpointEvery: 5}, Groups: []*Group{gb}, Manager: mgr,
 		Blobs: map[string][]byte{"config.toml": []byte("seed = 1\n")}}
@@ -97,7 +109,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 	gb.Opt.Close()
 	b.close()
 
-	c := newRegression()
+	c := newRegressionOf(dt)
 	defer c.close()
 	gc := c.group(steps)
 	defer gc.Opt.Close()
@@ -113,6 +125,16 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 	}
 	if !bytes.Equal(params(a), params(c)) {
 		t.Fatal("resumed run differs from the uninterrupted one")
+	}
+	if dt == torch.BFloat16 {
+		var ma, mc []byte
+		torch.Try(func() {
+			ma = append(ga.Opt.Master(0).Bytes(), ga.Opt.Master(1).Bytes()...)
+			mc = append(gc.Opt.Master(0).Bytes(), gc.Opt.Master(1).Bytes()...)
+		})
+		if len(ma) == 0 || !bytes.Equal(ma, mc) {
+			t.Fatal("resumed master weights differ from the uninterrupted run's")
+		}
 	}
 	if n := bytes.Count(metrics.Bytes(), []byte("\n")); n != steps-5 {
 		t.Fatalf("%d metric lines", n)

@@ -210,10 +210,16 @@ ares_status *ares_zero_grad(const ares_tensor *params, int64_t n);
 
 /* One decoupled-weight-decay Adam step over n parameters, in place, using each
  * parameter's .grad (parameters without one are skipped). step is 1-based.
- * exp_avg and exp_avg_sq are the caller's state tensors (same shapes). */
-ares_status *ares_adamw_step(const ares_tensor *params, const ares_tensor *exp_avg,
-                             const ares_tensor *exp_avg_sq, int64_t n, double lr, double beta1,
-                             double beta2, double eps, double weight_decay, int64_t step);
+ * exp_avg and exp_avg_sq are the caller's state tensors (same shapes).
+ * master may be NULL; where master[i] is not NULL it is a float32 copy of
+ * parameter i (a bf16/f16 weight): the update is made to the master in
+ * float32, from the gradient cast to float32, and the parameter becomes the
+ * master rounded to its dtype, so updates below the weight's resolution
+ * still accumulate. */
+ares_status *ares_adamw_step(const ares_tensor *params, const ares_tensor *master,
+                             const ares_tensor *exp_avg, const ares_tensor *exp_avg_sq, int64_t n,
+                             double lr, double beta1, double beta2, double eps, double weight_decay,
+                             int64_t step);
 /* Global L2 norm of the gradients; when max_norm > 0 and the norm is finite and
  * larger, scales the gradients in place so that the norm becomes max_norm. */
 ares_status *ares_clip_grad_norm(const ares_tensor *params, int64_t n, double max_norm,

@@ -994,9 +994,10 @@ ares_status *ares_zero_grad(const ares_tensor *params, int64_t n) {
 
 // ---- optimisation -----------------------------------------------------------
 
-ares_status *ares_adamw_step(const ares_tensor *params, const ares_tensor *exp_avg,
-                             const ares_tensor *exp_avg_sq, int64_t n, double lr, double beta1,
-                             double beta2, double eps, double weight_decay, int64_t step) {
+ares_status *ares_adamw_step(const ares_tensor *params, const ares_tensor *master,
+                             const ares_tensor *exp_avg, const ares_tensor *exp_avg_sq, int64_t n,
+                             double lr, double beta1, double beta2, double eps, double weight_decay,
+                             int64_t step) {
   return guard([&] {
     if (step < 1) throw invalid_arg("AdamW step must be >= 1, got " + std::to_string(step));
     at::NoGradGuard no_grad;
@@ -1006,18 +1007,29 @@ ares_status *ares_adamw_step(const ares_tensor *params, const ares_tensor *exp_a
     const double bc2_sqrt = std::sqrt(bc2);
     for (int64_t i = 0; i < n; i++) {
       at::Tensor p = T(params[i], "parameter");
-      const at::Tensor &g = p.grad();
+      at::Tensor g = p.grad();
       if (!g.defined()) continue;
+      // w is what the update is applied to: the parameter, or its float32 master.
+      at::Tensor w = p;
+      const bool has_master = master != nullptr && master[i] != nullptr;
+      if (has_master) {
+        w = T(master[i], "master weight");
+        if (!w.sizes().equals(p.sizes()) || w.scalar_type() != at::kFloat)
+          throw invalid_arg("master weight of parameter " + std::to_string(i) +
+                            " must be float32 with the parameter's shape");
+        g = g.to(at::kFloat);
+      }
       at::Tensor m = T(exp_avg[i], "exp_avg");
       at::Tensor v = T(exp_avg_sq[i], "exp_avg_sq");
       if (!m.sizes().equals(p.sizes()) || !v.sizes().equals(p.sizes()))
         throw invalid_arg("optimizer state of parameter " + std::to_string(i) +
                           " does not match its shape");
-      if (weight_decay != 0) p.mul_(1.0 - lr * weight_decay);
+      if (weight_decay != 0) w.mul_(1.0 - lr * weight_decay);
       m.lerp_(g, 1.0 - beta1);
       v.mul_(beta2).addcmul_(g, g, 1.0 - beta2);
       auto denom = (v.sqrt() / bc2_sqrt).add_(eps);
-      p.addcdiv_(m, denom, -step_size);
+      w.addcdiv_(m, denom, -step_size);
+      if (has_master) p.copy_(w);
     }
   });
 }
