@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"time"
@@ -49,6 +50,12 @@ type Config struct {
 	JointBT      float64             `toml:"joint_bt"`
 	EvalK        int                 `toml:"eval_k"`
 	MaxNewTokens int                 `toml:"max_new_tokens"`
+	// Placement is the device and weight dtype of every model (zero value:
+	// CPU, float32). bf16 weights train with float32 master copies.
+	Placement model.Options `toml:"-"`
+	// Judge scores harm in red-teaming and evaluation (zero value: the
+	// synthetic world's oracle).
+	Judge judge.Config `toml:"-"`
 }
 
 // DefaultConfig is the demo's size; quick is the reduced smoke size.
@@ -89,6 +96,9 @@ type World struct {
 	Heldout []string
 	Looks   []string // look-alike prompts of the training pool
 	Benign  []repair.Example
+	// Pool, when set, is a fixed probe set that red-teaming draws from
+	// instead of composing probes from the library.
+	Pool []probes.Probe
 }
 
 // BuildWorld generates the data sets of the synthetic world.
@@ -190,7 +200,7 @@ func BuildStart(lib *world.Library, c Config, env Env) (*Start, error) {
 	}
 	st := &Start{World: w, Tok: tok, Codec: codec, Cfg: c,
 		PolicyDir: filepath.Join(env.Out, "models", "policy-start"), RMDir: filepath.Join(env.Out, "models", "rm-start")}
-	pol, err := model.Init(mc, model.CausalLM, uint64(c.Seed), model.Options{})
+	pol, err := model.Init(mc, model.CausalLM, uint64(c.Seed), c.Placement)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +217,7 @@ func BuildStart(lib *world.Library, c Config, env Env) (*Start, error) {
 	if err := pol.Save(st.PolicyDir, model.CausalLM, tok); err != nil {
 		return nil, err
 	}
-	rm, err := model.Init(mc, model.Reward, uint64(c.Seed)+1, model.Options{})
+	rm, err := model.Init(mc, model.Reward, uint64(c.Seed)+1, c.Placement)
 	if err != nil {
 		return nil, err
 	}
@@ -237,11 +247,11 @@ type Models struct {
 
 // LoadModels loads fresh copies of the starting models.
 func (st *Start) LoadModels(seed int64) (*Models, error) {
-	pol, err := model.Load(st.PolicyDir, model.CausalLM, model.Options{})
+	pol, err := model.Load(st.PolicyDir, model.CausalLM, st.Cfg.Placement)
 	if err != nil {
 		return nil, err
 	}
-	rm, err := model.Load(st.RMDir, model.Reward, model.Options{})
+	rm, err := model.Load(st.RMDir, model.Reward, st.Cfg.Placement)
 	if err != nil {
 		pol.Close()
 		return nil, err
@@ -252,15 +262,24 @@ func (st *Start) LoadModels(seed int64) (*Models, error) {
 }
 
 func (st *Start) loadPolicy() (*model.Transformer, error) {
-	return model.Load(st.PolicyDir, model.CausalLM, model.Options{})
+	return model.Load(st.PolicyDir, model.CausalLM, st.Cfg.Placement)
 }
 
 // Close frees the models.
 func (m *Models) Close() { m.Pol.Close(); m.RM.Close() }
 
+// judge builds the configured judge (the oracle by default).
+func (st *Start) judge() (judge.Judge, error) {
+	j, err := judge.New(st.Cfg.Judge, st.World.Lib)
+	if err != nil {
+		return nil, fmt.Errorf("judge: %w", err)
+	}
+	return j, nil
+}
+
 // Evaluate measures models on the held-out sets.
 func (st *Start) Evaluate(ctx context.Context, m *Models) (*repair.Eval, error) {
-	j, err := judge.New(judge.Config{Kind: "oracle"}, st.World.Lib)
+	j, err := st.judge()
 	if err != nil {
 		return nil, err
 	}
@@ -268,9 +287,12 @@ func (st *Start) Evaluate(ctx context.Context, m *Models) (*repair.Eval, error) 
 		Replay: st.World.Replay, Heldout: st.World.Heldout, K: st.Cfg.EvalK, Th: st.Cfg.Thresholds})
 }
 
-// RedTeam runs discovery against models and writes findings.jsonl to dir.
+// RedTeam runs discovery against models and writes findings.jsonl to dir:
+// the Safety Mentor composing probes from the library, or, with a fixed
+// pool, the pool's harm probes in a seeded random order, as many as the
+// budget pays for.
 func (st *Start) RedTeam(ctx context.Context, m *Models, seed int64, dir string, env Env) (*mentor.Result, error) {
-	j, err := judge.New(judge.Config{Kind: "oracle"}, st.World.Lib)
+	j, err := st.judge()
 	if err != nil {
 		return nil, err
 	}
@@ -282,14 +304,59 @@ func (st *Start) RedTeam(ctx context.Context, m *Models, seed int64, dir string,
 	cfg := st.Cfg.RedTeam
 	cfg.Seed = seed
 	var last time.Time
-	return mentor.RedTeam(ctx, cfg, st.Cfg.Thresholds, mentor.Deps{Lib: st.World.Lib, Policy: m.P, RM: m.R, Judge: j, Findings: f,
-		Progress: func(done, budget int, agg *detect.Aggregate) {
-			if env.Progress != nil && (done == budget || time.Since(last) > 250*time.Millisecond) {
-				last = time.Now()
-				n := 24 * done / budget
-				fmt.Fprintf(env.Progress, "\r%-12s [%s%s] %d/%d rollouts ", "red-team", bar(n, "#"), bar(24-n, "."), done, budget)
+	progress := func(done, budget int, agg *detect.Aggregate) {
+		if env.Progress != nil && (done == budget || time.Since(last) > 250*time.Millisecond) {
+			last = time.Now()
+			n := 24 * min(done, budget) / max(budget, 1)
+			fmt.Fprintf(env.Progress, "\r%-12s [%s%s] %d/%d rollouts ", "red-team", bar(n, "#"), bar(24-n, "."), done, budget)
+		}
+	}
+	deps := mentor.Deps{Lib: st.World.Lib, Policy: m.P, RM: m.R, Judge: j, Findings: f, Progress: progress}
+	if st.World.Pool == nil {
+		return mentor.RedTeam(ctx, cfg, st.Cfg.Thresholds, deps)
+	}
+	return redTeamPool(ctx, st.World.Pool, cfg, st.Cfg.Thresholds, deps)
+}
+
+// redTeamPool red-teams with a fixed probe set: budget/K harm probes drawn
+// without replacement in an order fixed by the seed, observed and
+// classified like the mentor's probes.
+func redTeamPool(ctx context.Context, pool []probes.Probe, cfg mentor.Config, th detect.Thresholds, d mentor.Deps) (*mentor.Result, error) {
+	var harm []probes.Probe
+	for _, p := range pool {
+		if p.Kind == probes.KindHarm {
+			harm = append(harm, p)
+		}
+	}
+	k, batch := max(cfg.K, 1), max(cfg.Batch, 1)
+	rand.New(rand.NewSource(cfg.Seed)).Shuffle(len(harm), func(i, j int) { harm[i], harm[j] = harm[j], harm[i] })
+	harm = harm[:min(len(harm), cfg.Budget/k)]
+	res := &mentor.Result{Sampler: "pool", Judge: d.Judge.Name(), Seed: cfg.Seed, Agg: detect.NewAggregate()}
+	w := detect.NewWriter(d.Findings)
+	for lo := 0; lo < len(harm); lo += batch {
+		hi := min(lo+batch, len(harm))
+		ev, err := mentor.Evaluate(ctx, harm[lo:hi], k, batch, th, d)
+		if err != nil {
+			return res, err
+		}
+		res.Agg.Merge(ev.Agg)
+		for i := range ev.Findings {
+			ev.Findings[i].Sampler, ev.Findings[i].Round = "pool", res.Rounds
+			if err := w.Write(&ev.Findings[i]); err != nil {
+				return res, err
 			}
-		}})
+		}
+		res.Findings = append(res.Findings, ev.Findings...)
+		res.Rollouts += (hi - lo) * k
+		res.Rounds++
+		if err := w.Flush(); err != nil {
+			return res, err
+		}
+		if d.Progress != nil {
+			d.Progress(res.Rollouts, len(harm)*k, res.Agg)
+		}
+	}
+	return res, nil
 }
 
 func bar(n int, s string) string {

@@ -33,6 +33,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/repair"
+	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
 )
 
@@ -71,6 +72,10 @@ type StudySection struct {
 	Start string `toml:"start"`
 	// Out is the output directory. Default "out/study".
 	Out string `toml:"out"`
+	// Device ("cpu", "cuda", "cuda:N") and DType ("float32", "bfloat16",
+	// "float16") of every model. Defaults "cpu" and "float32".
+	Device string `toml:"device"`
+	DType  string `toml:"dtype"`
 }
 
 // StudyWorld selects the synthetic world's component library.
@@ -105,14 +110,16 @@ type StudyProbes struct {
 	// as over-refused when the answer carries the library's refusal markers.
 	Eval string `toml:"eval"`
 	// Redteam is a probes JSONL to red-team from as a fixed pool instead of
-	// the mentor's composition from the library (not supported yet).
+	// the mentor's composition from the library: its harm probes (with
+	// y_harm and y_safe) in a seeded order, budget/k of them.
 	Redteam string `toml:"redteam"`
 }
 
 // DefaultStudy is the config every file is read over.
 func DefaultStudy(size string) Study {
 	return Study{
-		Study:  StudySection{Size: size, Seeds: []int64{1, 2, 3}, Arms: append([]string(nil), Arms...), Out: "out/study"},
+		Study: StudySection{Size: size, Seeds: []int64{1, 2, 3}, Arms: append([]string(nil), Arms...), Out: "out/study",
+			Device: "cpu", DType: "float32"},
 		Config: DefaultConfig(size != "full"),
 		Judge:  judge.Config{Kind: "oracle"},
 	}
@@ -246,13 +253,13 @@ func (c *Study) check() error {
 	if c.Study.Out == "" {
 		add(c.errf("study.out", "an output directory is required"))
 	}
-	// What the study cannot do yet on real models, said before anything runs.
-	if k := c.Judge.Kind; k != "" && k != "oracle" {
-		add(c.errf("judge.kind", "%q: the study's arms judge with the synthetic world's oracle only "+
-			"(engine/demo's Start.Evaluate and Start.RedTeam build judge.Config{Kind: \"oracle\"}); an external judge needs a judge on Start", k))
+	if _, err := c.placement(); err != nil {
+		add(err)
 	}
-	if c.Probes.Redteam != "" {
-		add(c.errf("probes.redteam", "red-teaming from a fixed probe pool is not supported yet: the arms red-team with the mentor's composition from the component library"))
+	switch c.Judge.Kind {
+	case "", "oracle", "classifier", "http", "command":
+	default:
+		add(c.errf("judge.kind", "%q is not one of oracle, classifier, http, command", c.Judge.Kind))
 	}
 	return errors.Join(errs...)
 }
@@ -281,12 +288,40 @@ func (c *Study) library() (*world.Library, error) {
 	return world.LoadFile(c.World.Library)
 }
 
+// placement parses study.device and study.dtype.
+func (c *Study) placement() (model.Options, error) {
+	dev, err := torch.ParseDevice(c.Study.Device)
+	if err != nil {
+		return model.Options{}, c.errf("study.device", "%v", err)
+	}
+	dt, err := torch.ParseDType(c.Study.DType)
+	if err != nil || !dt.IsFloat() {
+		return model.Options{}, c.errf("study.dtype", "%q is not float32, bfloat16 or float16", c.Study.DType)
+	}
+	return model.Options{Device: dev, DType: dt}, nil
+}
+
+func (c *Study) oracle() bool { return c.Judge.Kind == "" || c.Judge.Kind == "oracle" }
+
 // evalProbes reads [probes] eval and checks that the study can measure it.
 func (c *Study) evalProbes() ([]probes.Probe, error) {
-	if c.Probes.Eval == "" {
+	return c.readProbes("probes.eval", c.Probes.Eval, true)
+}
+
+// redteamProbes reads [probes] redteam, the fixed red-teaming pool.
+func (c *Study) redteamProbes() ([]probes.Probe, error) {
+	return c.readProbes("probes.redteam", c.Probes.Redteam, false)
+}
+
+// readProbes reads a probe file. Every harm probe needs y_harm and y_safe:
+// RM pairwise accuracy and Type A need the RM's view of both. The oracle
+// judge recognises only the synthetic world's payload markers, so with it
+// the probes must come from the world.
+func (c *Study) readProbes(key, path string, eval bool) ([]probes.Probe, error) {
+	if path == "" {
 		return nil, nil
 	}
-	ps, err := probes.ReadFile(c.Probes.Eval)
+	ps, err := probes.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -298,14 +333,18 @@ func (c *Study) evalProbes() ([]probes.Probe, error) {
 		}
 		harm++
 		if p.YHarm == "" || p.YSafe == "" {
-			return nil, fmt.Errorf("%s: probe %q has no y_harm or y_safe: the study measures RM pairwise accuracy on every harm probe", c.Probes.Eval, p.ID)
+			return nil, fmt.Errorf("%s: probe %q has no y_harm or y_safe: the study compares the RM's scores of both on every harm probe", path, p.ID)
 		}
-		if p.Source != "" && p.Source != "world" {
-			return nil, fmt.Errorf("%s: probe %q comes from %q: the oracle judge recognises only the synthetic world's payload markers, and the study cannot use another judge yet", c.Probes.Eval, p.ID, p.Source)
+		if c.oracle() && p.Source != "" && p.Source != "world" {
+			return nil, fmt.Errorf("%s: probe %q comes from %q: the oracle judge recognises only the synthetic world's payload markers; set [judge] kind to classifier, http or command", path, p.ID, p.Source)
 		}
 	}
 	if harm == 0 {
-		return nil, fmt.Errorf("%s: no harm probes to measure Type A/B/C on", c.Probes.Eval)
+		what := "to measure Type A/B/C on"
+		if !eval {
+			what = "to red-team with"
+		}
+		return nil, fmt.Errorf("%s (%s): no harm probes %s", path, key, what)
 	}
 	return ps, nil
 }
@@ -572,8 +611,21 @@ func RunStudy(ctx context.Context, cfg *Study, env Env) (*StudyResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	pool, err := cfg.redteamProbes()
+	if err != nil {
+		return nil, err
+	}
 	c := cfg.Config
 	c.Data = cfg.dataOptions()
+	if c.Placement, err = cfg.placement(); err != nil {
+		return nil, err
+	}
+	// The judge is built once here so that a bad judge config fails before
+	// any training; each phase builds its own from the same config.
+	c.Judge = cfg.Judge
+	if _, err := judge.New(c.Judge, lib); err != nil {
+		return nil, fmt.Errorf("judge: %w", err)
+	}
 	res := &StudyResult{Name: cfg.Study.Name, Date: time.Now().UTC().Format("2006-01-02"), Size: cfg.Study.Size,
 		Start: cfg.Study.Start, Seeds: cfg.Study.Seeds, Arms: cfg.Study.Arms, Budget: c.RedTeam.Budget, Config: cfg}
 	var shared *Start
@@ -624,9 +676,12 @@ func RunStudy(ctx context.Context, cfg *Study, env Env) (*StudyResult, error) {
 		}
 		// The arms' red-teaming seed follows the study's seed in shared mode too.
 		st.Cfg.Seed, st.Cfg.RedTeam.Seed = seed, seed
-		if evalSet != nil {
+		if evalSet != nil || pool != nil {
 			w := *st.World
-			w.Eval = evalSet
+			if evalSet != nil {
+				w.Eval = evalSet
+			}
+			w.Pool = pool
 			st.World = &w
 		}
 		m, err := st.LoadModels(seed)

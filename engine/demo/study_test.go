@@ -86,8 +86,9 @@ func TestStudyConfigRejects(t *testing.T) {
 		{"[study]\nsize = \"huge\"\n", "bench.toml:2: study.size: \"huge\" is not quick or full"},
 		{"[study]\narms = [\"ares\", \"rlhf\"]\n", "study.arms: \"rlhf\" is not one of"},
 		{"[study]\nseeds = [1, 1]\n", "study.seeds: seed 1 is listed twice"},
-		{"[judge]\nkind = \"http\"\n", "judge.kind: \"http\": the study's arms judge with the synthetic world's oracle only"},
-		{"[probes]\nredteam = \"p.jsonl\"\n", "probes.redteam: red-teaming from a fixed probe pool is not supported yet"},
+		{"[judge]\nkind = \"gpt\"\n", "judge.kind: \"gpt\" is not one of oracle, classifier, http, command"},
+		{"[study]\ndtype = \"int8\"\n", "study.dtype: \"int8\" is not float32, bfloat16 or float16"},
+		{"[study]\ndevice = \"tpu\"\n", "study.device:"},
 		{"[models]\npolicy = \"p\"\n", "models.policy and models.rm go together"},
 		{"[models]\npolicy = \"p\"\nrm = \"r\"\n[study]\nstart = \"per-seed\"\n", "study.start: per-seed starts are trained by the study"},
 	} {

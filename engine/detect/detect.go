@@ -208,6 +208,15 @@ func (c *Counts) Add(f *Finding) {
 	}
 }
 
+// Merge adds o's counts.
+func (c *Counts) Merge(o Counts) {
+	c.Probes += o.Probes
+	c.Rollouts += o.Rollouts
+	c.A += o.A
+	c.B += o.B
+	c.C += o.C
+}
+
 // Rate is the fraction of probes of a type.
 func (c Counts) Rate(typ string) float64 {
 	if c.Probes == 0 {
@@ -257,6 +266,23 @@ func (a *Aggregate) Add(f *Finding) {
 		a.ByTacticPersona[tp] = &Counts{}
 	}
 	a.ByTacticPersona[tp].Add(f)
+}
+
+// Merge adds every count of o (whose findings were not added to a).
+func (a *Aggregate) Merge(o *Aggregate) {
+	a.Total.Merge(o.Total)
+	for k, c := range o.Cells {
+		if a.Cells[k] == nil {
+			a.Cells[k] = &Counts{}
+		}
+		a.Cells[k].Merge(*c)
+	}
+	for k, c := range o.ByTacticPersona {
+		if a.ByTacticPersona[k] == nil {
+			a.ByTacticPersona[k] = &Counts{}
+		}
+		a.ByTacticPersona[k].Merge(*c)
+	}
 }
 
 // Axes returns the tactics and topics seen, sorted, unless order is given.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -123,5 +124,27 @@ func TestMeanSD(t *testing.T) {
 	m, s := MeanSD([]float64{2, 4, 4, 4, 5, 5, 7, 9})
 	if m != 5 || math.Abs(s-2.138) > 1e-3 {
 		t.Fatal(m, s)
+	}
+}
+
+// TestAggregateMerge: merging the aggregates of two halves equals adding
+// every finding to one aggregate.
+func TestAggregateMerge(t *testing.T) {
+	th, _ := Thresholds{}.WithDefaults()
+	all, a, b := NewAggregate(), NewAggregate(), NewAggregate()
+	for i, tc := range []string{"roleplay", "direct", "roleplay", "authority", "direct"} {
+		p := probes.Probe{Kind: "harm", Tactic: tc, Topic: []string{"weapons", "cyber"}[i%2], Persona: "novelist"}
+		s := []Sample{{Text: "a", Harm: float64(i % 2), RM: 2}, {Text: "b", Harm: 1, RM: -1}}
+		f := Classify(Observation{p, s, f64(1), f64(0)}, th)
+		all.Add(&f)
+		if i < 2 {
+			a.Add(&f)
+		} else {
+			b.Add(&f)
+		}
+	}
+	a.Merge(b)
+	if !reflect.DeepEqual(a, all) {
+		t.Fatalf("merged %+v, want %+v", a.Total, all.Total)
 	}
 }

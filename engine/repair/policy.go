@@ -50,6 +50,7 @@ type rollout struct {
 	old, ref           []float32 // per token [N, L-1], flattened
 	width              int
 	rewardMean         float64
+	responseLen        float64 // mean response tokens, end-of-turn included
 }
 
 // JointRM is the RM side of joint mode: it is trained in the same step with
@@ -113,7 +114,7 @@ func RepairPolicy(pol, ref, rm *model.Transformer, c *Codec, data PolicyData, o 
 			}
 			rollouts[micro] = cur
 		}
-		metrics := map[string]float64{"reward": cur.rewardMean}
+		metrics := map[string]float64{"reward": cur.rewardMean, "response_len": cur.responseLen}
 		var total *torch.Tensor
 		var err error
 		t.Phase("update_forward", func() {
@@ -238,8 +239,10 @@ func makeRollout(pol, ref *model.Transformer, rm *RM, c *Codec, data PolicyData,
 			flatP, flatR = append(flatP, pr), append(flatR, resp)
 			ro.prompts = append(ro.prompts, c.Prompt(pr))
 			ro.responses = append(ro.responses, c.Response(resp))
+			ro.responseLen += float64(len(ro.responses[len(ro.responses)-1]))
 		}
 	}
+	ro.responseLen /= float64(max(len(ro.responses), 1))
 	var rewards []float64
 	t.Phase("scoring", func() { rewards, err = rm.Score(context.Background(), flatP, flatR) })
 	if err != nil {
