@@ -295,6 +295,19 @@ func TestStudyExampleConfig(t *testing.T) {
 	}
 }
 
+// TestStudyRealExample parses examples/study-real.toml, the README's
+// complete real-model config.
+func TestStudyRealExample(t *testing.T) {
+	c, err := LoadStudy(filepath.Join("..", "..", "examples", "study-real.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := c.placement()
+	if err != nil || pl.DType != torch.BFloat16 || c.Judge.Kind != "http" || c.Study.Start != "shared" || c.Probes.Redteam == "" {
+		t.Fatalf("example: %v %+v %+v %+v", err, pl, c.Judge, c.Study)
+	}
+}
+
 // TestStudyModelsAndProbes checks the parts of the real-model path that
 // run: a start from existing model directories, and a held-out probe file.
 func TestStudyModelsAndProbes(t *testing.T) {
