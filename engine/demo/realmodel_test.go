@@ -12,7 +12,6 @@ import (
 
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/judge"
-	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/world"
 )
@@ -62,33 +61,11 @@ func commandJudge() int {
 // use everywhere it judges (red-teaming and evaluation).
 func TestStudyRealModelPath(t *testing.T) {
 	c := tinyConfig()
-	w := BuildWorld(world.Default(), c)
-	tok, err := w.TrainTokenizer(c.Model.Vocab)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc, err := c.Model.Config(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, _, ms := savedModels(t, c)
 	dir := t.TempDir()
 	st := DefaultStudy("quick")
 	st.Config = c
-	st.Models = StudyModels{Policy: filepath.Join(dir, "policy"), RM: filepath.Join(dir, "rm")}
-	for _, k := range []struct {
-		kind model.Kind
-		dir  string
-	}{{model.CausalLM, st.Models.Policy}, {model.Reward, st.Models.RM}} {
-		m, err := model.Init(mc, k.kind, 1, model.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = m.Save(k.dir, k.kind, tok)
-		m.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	st.Models = ms
 	// Probes "from elsewhere": the oracle would refuse them, a real judge not.
 	relabel := func(ps []probes.Probe, name string) string {
 		out := make([]probes.Probe, len(ps))

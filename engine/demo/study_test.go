@@ -8,6 +8,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/tokenizer"
 	"math"
 	"os"
 	"path/filepath"
@@ -308,10 +309,11 @@ func TestStudyRealExample(t *testing.T) {
 	}
 }
 
-// TestStudyModelsAndProbes checks the parts of the real-model path that
-// run: a start from existing model directories, and a held-out probe file.
-func TestStudyModelsAndProbes(t *testing.T) {
-	c := tinyConfig()
+// savedModels trains c's tokenizer on c's world and saves untrained policy
+// and RM directories under a temporary directory: a stand-in for a lab's
+// own models.
+func savedModels(t *testing.T, c Config) (*World, *tokenizer.Tokenizer, StudyModels) {
+	t.Helper()
 	w := BuildWorld(world.Default(), c)
 	tok, err := w.TrainTokenizer(c.Model.Vocab)
 	if err != nil {
@@ -337,6 +339,14 @@ func TestStudyModelsAndProbes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return w, tok, ms
+}
+
+// TestStudyModelsAndProbes checks the parts of the real-model path that
+// run: a start from existing model directories, and a held-out probe file.
+func TestStudyModelsAndProbes(t *testing.T) {
+	c := tinyConfig()
+	w, tok, ms := savedModels(t, c)
 	st, err := startFromModels(world.Default(), c, 5, ms)
 	if err != nil {
 		t.Fatal(err)
@@ -349,7 +359,7 @@ func TestStudyModelsAndProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Close()
-	if _, err := startFromModels(world.Default(), c, 5, StudyModels{Policy: filepath.Join(dir, "none"), RM: ms.RM}); err == nil ||
+	if _, err := startFromModels(world.Default(), c, 5, StudyModels{Policy: filepath.Join(t.TempDir(), "none"), RM: ms.RM}); err == nil ||
 		!strings.Contains(err.Error(), "models.policy") {
 		t.Fatalf("missing policy directory: %v", err)
 	}

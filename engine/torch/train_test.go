@@ -160,8 +160,10 @@ func TestAdamWMasterWeights(t *testing.T) {
 					ref[i] -= lr * mh / (math.Sqrt(vh) + 1e-8)
 				}
 				closeTo(t, "master", o.Master(0).Float32s(), ref, 1e-6, 1e-6)
-				want := o.Master(0).To(BFloat16).To(Float32).Float32s()
-				got := p.To(Float32).Float32s()
+				cs := NewScope()
+				want := cs.Own(o.Master(0).To(BFloat16)).To(Float32).Float32s()
+				got := cs.Own(p.To(Float32)).Float32s()
+				cs.Close()
 				for i := range got {
 					if got[i] != want[i] {
 						t.Fatalf("step %d: weight[%d] = %v, master rounded to bf16 = %v", step, i, got[i], want[i])
