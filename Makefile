@@ -60,7 +60,7 @@ endif
 NVCC_FLAGS := -std=c++17 -O2 -Xcompiler -fPIC -Ikernels/include -Ikernels/cuda \
   $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 
-.PHONY: all shim ares test vet gotest deps cuda-check demo clean torch-info
+.PHONY: all shim ares test vet gotest deps cuda-check cuda-emu-test demo clean torch-info
 
 all: ares
 
@@ -105,6 +105,29 @@ cuda-check:
 	  done; \
 	else echo "cuda-check: nvcc not found, CUDA sources not compiled"; fi
 
+# Runs the CUDA kernels without a GPU: the same sources, compiled as C++ against
+# the host emulation of kernels/cuda/emu, under the address and undefined-
+# behaviour sanitizers, checked against float64 references.
+EMU_FLAGS := -std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=all -pthread -DARES_CUDA_EMU -Wall -Wno-unknown-pragmas \
+  -Ikernels/cuda/emu -Ikernels/include -Ikernels/cuda
+EMU_TEST := $(BUILD)/cuda-emu/kernels_test
+# Kernel objects are named *.cu.o: shared.ld gathers their statics.
+EMU_KERNEL_OBJS := $(patsubst kernels/cuda/%.cu,$(BUILD)/cuda-emu/%.cu.o,$(CUDA_SRC))
+EMU_DEPS := $(wildcard kernels/cuda/emu/*) $(SHIM_HDRS)
+
+$(BUILD)/cuda-emu/%.cu.o: kernels/cuda/%.cu $(EMU_DEPS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_FLAGS) -fdata-sections -x c++ -c $< -o $@
+
+$(EMU_TEST): $(EMU_KERNEL_OBJS) $(EMU_DEPS)
+	$(CXX) $(EMU_FLAGS) kernels/cuda/emu/ares_cuda_emu.cpp kernels/cuda/emu/kernels_test.cpp \
+	  $(EMU_KERNEL_OBJS) -Wl,-T,kernels/cuda/emu/shared.ld -o $@
+
+cuda-emu-test: $(EMU_TEST)
+	ASAN_OPTIONS=detect_leaks=0 ARES_CUDA_EMU_SCHEDULE=lockstep $(EMU_TEST)
+	ASAN_OPTIONS=detect_leaks=0 ARES_CUDA_EMU_SCHEDULE=ahead $(EMU_TEST)
+
 deps:
 	@LIBTORCH='$(LIBTORCH)' bash scripts/install-deps.sh
 
@@ -115,7 +138,7 @@ gotest: shim
 	$(GO) test ./...
 
 test: deps
-	@$(MAKE) --no-print-directory shim cuda-check
+	@$(MAKE) --no-print-directory shim cuda-check cuda-emu-test
 	@$(MAKE) --no-print-directory vet gotest
 
 demo: deps

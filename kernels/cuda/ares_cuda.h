@@ -8,12 +8,6 @@
 extern "C" {
 #endif
 
-/* out[b, :] = hidden[b, last[b], :] for hidden [B, L, H] (contiguous) and
- * last [B] (int64, on the device). dtype is an ARES_* code: F32, F16 or BF16.
- * stream is a cudaStream_t (NULL: the default stream). */
-int32_t ares_cuda_gather_last(const void *hidden, const int64_t *last, void *out, int64_t B,
-                              int64_t L, int64_t H, int32_t dtype, void *stream);
-
 /* ---- fused reward scoring (reward_score.cu) ----------------------------
  * hidden [B, L, H] contiguous in dtype (ARES_F32/F16/BF16); last [B] int64;
  * w, head [H] and bias [H] (or NULL) contiguous in pdtype, which is dtype or

@@ -10,6 +10,17 @@
 
 #include <stdint.h>
 
+// A kernel launch, kernel<<<grid, block, 0, stream>>>(args...), written
+// ARES_LAUNCH(grid, block, stream, kernel)(args...) so that the same source
+// also runs under the host emulation of kernels/cuda/emu (the tests' CUDA
+// without a GPU).
+#ifdef ARES_CUDA_EMU
+#define ARES_LAUNCH(grid, block, stream, ...) \
+  ((void)(stream), ::ares_emu::launch(grid, block, __VA_ARGS__))
+#else
+#define ARES_LAUNCH(grid, block, stream, ...) __VA_ARGS__<<<grid, block, 0, stream>>>
+#endif
+
 namespace ares_cuda {
 
 template <typename T>

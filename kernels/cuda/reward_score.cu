@@ -193,7 +193,7 @@ template <typename T, typename W>
 cudaError_t fwd(const void *hidden, const int64_t *last, const void *w, const void *bias,
                 const void *head, int64_t B, int64_t L, int64_t H, int kind, float eps, int64_t P,
                 float *scores, float *loss, unsigned int *counter, cudaStream_t s) {
-  reward_fwd_kernel<T, W><<<static_cast<unsigned>(B), threads_for(H), 0, s>>>(
+  ARES_LAUNCH(static_cast<unsigned>(B), threads_for(H), s, reward_fwd_kernel<T, W>)(
       static_cast<const T *>(hidden), last, static_cast<const W *>(w),
       static_cast<const W *>(bias), static_cast<const W *>(head), L, H, kind, eps, P, scores, loss,
       counter);
@@ -205,7 +205,7 @@ cudaError_t bwd(const void *hidden, const int64_t *last, const void *w, const vo
                 int64_t B, int64_t L, int64_t H, int kind, float eps, int64_t P, const float *gs,
                 const float *gl, const float *scores, float *gx, float *gr, void *dhidden,
                 cudaStream_t s) {
-  reward_bwd_kernel<T, W><<<static_cast<unsigned>(B), threads_for(H), 0, s>>>(
+  ARES_LAUNCH(static_cast<unsigned>(B), threads_for(H), s, reward_bwd_kernel<T, W>)(
       static_cast<const T *>(hidden), last, static_cast<const W *>(w),
       static_cast<const W *>(head), L, H, kind, eps, P, gs, gl, scores, gx, gr,
       static_cast<T *>(dhidden));
@@ -218,7 +218,7 @@ cudaError_t pgrads(const float *gx, const float *gr, const void *w, const void *
                    cudaStream_t s) {
   const int threads = 256;
   const unsigned blocks = static_cast<unsigned>((H + threads - 1) / threads);
-  reward_param_grads_kernel<W><<<blocks, threads, 0, s>>>(
+  ARES_LAUNCH(blocks, threads, s, reward_param_grads_kernel<W>)(
       gx, gr, static_cast<const W *>(w), static_cast<const W *>(bias),
       static_cast<const W *>(head), B, H, static_cast<W *>(dw), static_cast<W *>(dbias),
       static_cast<W *>(dhead));

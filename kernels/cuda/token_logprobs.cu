@@ -111,7 +111,7 @@ template <typename T>
 cudaError_t lse_launch(const void *logits, int64_t N, int64_t C, int64_t v0, int64_t V,
                        const int64_t *targets, int flags, float *m, float *s, float *tl,
                        float *lse, float *logp, cudaStream_t st) {
-  lse_chunk_kernel<T><<<static_cast<unsigned>(N), kThreads, 0, st>>>(
+  ARES_LAUNCH(static_cast<unsigned>(N), kThreads, st, lse_chunk_kernel<T>)(
       static_cast<const T *>(logits), C, v0, V, targets, flags, m, s, tl, lse, logp);
   return cudaGetLastError();
 }
@@ -132,8 +132,8 @@ cudaError_t grad_launch(void *logits, int64_t N, int64_t C, int64_t v0, const in
   constexpr int kv = Vec<T>::n;
   const int64_t per_block = static_cast<int64_t>(kThreads) * kv;
   dim3 grid(static_cast<unsigned>((C + per_block - 1) / per_block), static_cast<unsigned>(N));
-  logprob_grad_kernel<T><<<grid, kThreads, 0, st>>>(static_cast<T *>(logits), C, v0, targets,
-                                                     lse, g);
+  ARES_LAUNCH(grid, kThreads, st, logprob_grad_kernel<T>)(static_cast<T *>(logits), C, v0,
+                                                           targets, lse, g);
   return cudaGetLastError();
 }
 
