@@ -60,7 +60,7 @@ endif
 NVCC_FLAGS := -std=c++17 -O2 -Xcompiler -fPIC -Ikernels/include -Ikernels/cuda \
   $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 
-.PHONY: all shim ares test vet gotest deps cuda-check cuda-emu-test demo clean torch-info
+.PHONY: all shim ares test vet gotest deps cuda-check cuda-emu-test shim-emu gotest-emu demo clean torch-info
 
 all: ares
 
@@ -108,7 +108,7 @@ cuda-check:
 # Runs the CUDA kernels without a GPU: the same sources, compiled as C++ against
 # the host emulation of kernels/cuda/emu, under the address and undefined-
 # behaviour sanitizers, checked against float64 references.
-EMU_FLAGS := -std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+EMU_FLAGS := -std=c++17 -O2 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
   -fno-sanitize-recover=all -pthread -DARES_CUDA_EMU -Wall -Wno-unknown-pragmas \
   -Ikernels/cuda/emu -Ikernels/include -Ikernels/cuda
 EMU_TEST := $(BUILD)/cuda-emu/kernels_test
@@ -128,6 +128,39 @@ cuda-emu-test: $(EMU_TEST)
 	ASAN_OPTIONS=detect_leaks=0 ARES_CUDA_EMU_SCHEDULE=lockstep $(EMU_TEST)
 	ASAN_OPTIONS=detect_leaks=0 ARES_CUDA_EMU_SCHEDULE=ahead $(EMU_TEST)
 
+# A test build of the shim whose fused ops take the kernel path on CPU tensors,
+# with the kernels compiled for the host emulation: the shim's kernel path
+# (ares_fused.cpp) runs end to end without a GPU. For a CPU libtorch.
+EMU_SHIM := $(BUILD)/lib-emu/libares_torch.so
+EMU_SHIM_OBJS := $(filter-out $(BUILD)/obj/ares_fused.o,$(SHIM_OBJS)) $(BUILD)/obj-emu/ares_fused.o \
+  $(patsubst kernels/cuda/%.cu,$(BUILD)/obj-emu/%.cu.o,$(CUDA_SRC)) $(BUILD)/obj-emu/ares_cuda_emu.o
+EMU_LIB_FLAGS := -std=c++17 -O2 -fPIC -DARES_CUDA_EMU -Wall -Wno-unknown-pragmas \
+  -Ikernels/cuda/emu -Ikernels/include -Ikernels/cuda
+
+$(BUILD)/obj-emu/ares_fused.o: kernels/shim/ares_fused.cpp $(SHIM_HDRS) $(BUILD)/torch.mk | torch-info
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -DARES_KERNELS_EMU -c $< -o $@
+
+$(BUILD)/obj-emu/%.cu.o: kernels/cuda/%.cu $(EMU_DEPS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_LIB_FLAGS) -fdata-sections -x c++ -c $< -o $@
+
+$(BUILD)/obj-emu/ares_cuda_emu.o: kernels/cuda/emu/ares_cuda_emu.cpp $(EMU_DEPS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_LIB_FLAGS) -c $< -o $@
+
+$(EMU_SHIM): $(EMU_SHIM_OBJS) kernels/cuda/emu/shared.ld
+	@mkdir -p $(dir $@)
+	$(CXX) -shared -o $@ $(EMU_SHIM_OBJS) -Wl,-T,kernels/cuda/emu/shared.ld $(LDLIBS)
+
+shim-emu: torch-info $(EMU_SHIM)
+
+# The fused-op tests of engine/torch against that shim (found first through
+# LD_LIBRARY_PATH); ARES_TEST_KERNELS makes a missing kernel path a failure.
+gotest-emu: shim shim-emu
+	LD_LIBRARY_PATH=$(abspath $(BUILD)/lib-emu) ARES_TEST_KERNELS=host-emu $(GO) test -count=1 \
+	  -run 'Reward|TokenLogProbs|FusedKernels' ./engine/torch
+
 deps:
 	@LIBTORCH='$(LIBTORCH)' bash scripts/install-deps.sh
 
@@ -139,7 +172,7 @@ gotest: shim
 
 test: deps
 	@$(MAKE) --no-print-directory shim cuda-check cuda-emu-test
-	@$(MAKE) --no-print-directory vet gotest
+	@$(MAKE) --no-print-directory vet gotest gotest-emu
 
 demo: deps
 	@$(MAKE) --no-print-directory ares

@@ -20,8 +20,23 @@ func init() {
 	}
 }
 
-// FusedKernelsBuilt reports whether the shim holds the fused ops' CUDA kernels.
-func FusedKernelsBuilt() bool { return C.ares_fused_built_with_kernels() != 0 }
+// FusedKernelsBuilt reports whether the shim holds the fused ops' CUDA kernels
+// (for CUDA tensors, or emulated on the host; see FusedKernelDevice).
+func FusedKernelsBuilt() bool { return C.ares_fused_built_with_kernels() != C.ARES_KERNELS_NONE }
+
+// FusedKernelDevice is the device whose tensors the fused ops' kernels take:
+// CUDA in a CUDA build, the CPU in the test build of `make shim-emu`, where
+// the same kernels run under the host emulation of kernels/cuda/emu. ok is
+// false when the shim has no kernels.
+func FusedKernelDevice() (dev Device, ok bool) {
+	switch C.ares_fused_built_with_kernels() {
+	case C.ARES_KERNELS_CUDA:
+		return CUDA(0), true
+	case C.ARES_KERNELS_HOST_EMU:
+		return CPU, true
+	}
+	return CPU, false
+}
 
 // SetFusedKernels enables or disables the CUDA kernels of the fused ops for
 // every later call (disabled, CUDA tensors take the composed path) and

@@ -3,6 +3,7 @@ package torch
 import (
 	"fmt"
 	"math"
+	"os"
 	"testing"
 )
 
@@ -13,8 +14,10 @@ import (
 //     autograd gradients);
 //   - central finite differences in float64 on the CPU (gradients).
 // On the CPU the fused ops run their composed libtorch path; with a GPU the
-// same tests run on CUDA:0 (kernel path) and TestFusedKernelsMatchComposedCUDA
-// compares the kernels with the composed path on the device.
+// same tests run on CUDA:0 (kernel path) and TestFusedKernelsMatchComposed
+// compares the kernels with the composed path on the device. With the shim of
+// `make shim-emu` the CPU runs the kernel path (the kernels under the host
+// emulation) and all of these tests hold it to the references.
 //
 // Tolerances are |got - want| <= atol + rtol*|want|:
 //   forward vs float64 math: the ops compute in f32 from the rounded inputs,
@@ -649,17 +652,23 @@ func TestTokenLogProbsErrors(t *testing.T) {
 	}
 }
 
-// TestFusedKernelsMatchComposedCUDA compares the CUDA kernels with the
-// composed path on the same device (kernels switched off), at sizes that are
-// not multiples of the block or vector widths, and a real vocabulary size.
-func TestFusedKernelsMatchComposedCUDA(t *testing.T) {
-	if !CUDAAvailable() {
-		t.Skip("no CUDA device (shim built without CUDA or no GPU): kernel-vs-composed check needs a GPU")
+// TestFusedKernelsMatchComposed compares the kernels with the composed path
+// on the same device (kernels switched off), at sizes that are not multiples
+// of the block or vector widths, and a real vocabulary size. It runs on a GPU
+// with a CUDA shim, and on the CPU with the shim of `make shim-emu`, whose
+// kernels run under the host emulation (the shim's kernel path end to end,
+// without a GPU).
+func TestFusedKernelsMatchComposed(t *testing.T) {
+	dev, ok := FusedKernelDevice()
+	if want := os.Getenv("ARES_TEST_KERNELS"); want == "host-emu" && (!ok || dev.IsCUDA()) {
+		t.Fatal("ARES_TEST_KERNELS=host-emu, but the shim loaded has no emulated kernels: is build/lib-emu first on LD_LIBRARY_PATH?")
 	}
-	if !FusedKernelsBuilt() {
-		t.Skip("shim built without the fused CUDA kernels")
+	if !ok {
+		t.Skip("shim built without the fused kernels: needs a CUDA build on a GPU, or `make shim-emu`")
 	}
-	dev := CUDA(0)
+	if dev.IsCUDA() && !CUDAAvailable() {
+		t.Skip("shim built with CUDA, but no CUDA device")
+	}
 	defer SetFusedKernels(SetFusedKernels(true))
 	for _, dt := range []DType{Float32, Float16, BFloat16} {
 		for _, sh := range []tlpShape{{7, 64, 8191, 1000}, {130, 96, 50257, 8192}, {33, 136, 152064, 0}} {

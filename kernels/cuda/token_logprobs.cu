@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include <math.h>
+#include <string.h>
 
 #include "../include/ares_torch.h"
 #include "ares_cuda.h"
@@ -44,8 +45,9 @@ __global__ void __launch_bounds__(kThreads)
     constexpr int kv = Vec<T>::n;
     const int4 *r4 = reinterpret_cast<const int4 *>(row);
     for (int64_t i = threadIdx.x; i < C / kv; i += blockDim.x) {
-      int4 pack = __ldcs(r4 + i);  // streamed: each chunk is read once
-      const T *e = reinterpret_cast<const T *>(&pack);
+      const int4 pack = __ldcs(r4 + i);  // streamed: each chunk is read once
+      T e[kv];
+      memcpy(e, &pack, sizeof pack);  // not a T* into pack: that breaks strict aliasing
 #pragma unroll
       for (int j = 0; j < kv; j++) lse_push(mt, st, to_f(e[j]));
     }
@@ -90,13 +92,15 @@ __global__ void __launch_bounds__(kThreads)
   if (base >= C) return;
   if (vec_ok(row, C)) {
     int4 pack = *reinterpret_cast<const int4 *>(row + base);
-    T *e = reinterpret_cast<T *>(&pack);
+    T e[kv];
+    memcpy(e, &pack, sizeof pack);
 #pragma unroll
     for (int j = 0; j < kv; j++) {
       float d = -gn * __expf(to_f(e[j]) - l);
       if (base + j == tc) d += gn;
       e[j] = from_f<T>(d);
     }
+    memcpy(&pack, e, sizeof pack);
     *reinterpret_cast<int4 *>(row + base) = pack;
   } else {
     for (int64_t c = base; c < base + kv && c < C; c++) {

@@ -21,7 +21,10 @@
 extern "C" {
 #endif
 
-/* 1 when the shim holds the CUDA kernels of the fused ops. */
+/* Which kernels the fused ops' kernel path runs: none (the composed path
+ * only), the CUDA kernels on CUDA tensors, or, in the test build of
+ * `make shim-emu`, the same kernels under the host emulation on CPU tensors. */
+enum { ARES_KERNELS_NONE = 0, ARES_KERNELS_CUDA = 1, ARES_KERNELS_HOST_EMU = 2 };
 int32_t ares_fused_built_with_kernels(void);
 /* Enables (non-zero) or disables the CUDA kernels for all later calls, in all
  * threads; disabled, CUDA tensors take the composed path. *previous (may be

@@ -7,7 +7,10 @@
 //    reference the kernels are tested against and the CPU implementation.
 //  - the kernel path: the CUDA kernels of kernels/cuda (launchers in
 //    ares_cuda.h), for f32/f16/bf16 CUDA tensors, when the shim was built with
-//    CUDA (ARES_WITH_CUDA) and the kernels are enabled.
+//    CUDA (ARES_WITH_CUDA) and the kernels are enabled. A test build
+//    (ARES_KERNELS_EMU, `make shim-emu`) links the same kernels compiled for
+//    the host emulation of kernels/cuda/emu instead and takes this path for
+//    CPU tensors, so the code below runs end to end without a GPU.
 // Handles and statuses are made through shim_internal.h, exactly as in
 // ares_torch.cpp, so ares_live_tensors counts these results too.
 #include "ares_fused.h"
@@ -23,12 +26,17 @@
 
 #include "shim_internal.h"
 
+#if defined(ARES_WITH_CUDA) && defined(ARES_KERNELS_EMU)
+#error "ARES_WITH_CUDA and ARES_KERNELS_EMU exclude each other"
+#endif
+#if defined(ARES_WITH_CUDA) || defined(ARES_KERNELS_EMU)
+#define ARES_KERNELS 1
+#include "ares_cuda.h"
+#endif
 #ifdef ARES_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
-
-#include "ares_cuda.h"
 #endif
 
 namespace {
@@ -77,9 +85,14 @@ std::string shape_str(const at::Tensor &t) {
 
 // True when this call runs the CUDA kernels for a tensor of this device/dtype.
 bool use_kernels(const at::Tensor &t) {
+#ifdef ARES_KERNELS
 #ifdef ARES_WITH_CUDA
+  const bool on_kernel_device = t.is_cuda();
+#else
+  const bool on_kernel_device = t.is_cpu();  // the emulated kernels read host memory
+#endif
   auto s = t.scalar_type();
-  return t.is_cuda() && kernels_enabled.load(std::memory_order_relaxed) != 0 &&
+  return on_kernel_device && kernels_enabled.load(std::memory_order_relaxed) != 0 &&
          (s == at::kFloat || s == at::kHalf || s == at::kBFloat16);
 #else
   (void)t;
@@ -87,7 +100,7 @@ bool use_kernels(const at::Tensor &t) {
 #endif
 }
 
-#ifdef ARES_WITH_CUDA
+#ifdef ARES_KERNELS
 int32_t ares_dtype(at::ScalarType s) {
   switch (s) {
     case at::kFloat: return ARES_F32;
@@ -99,14 +112,33 @@ int32_t ares_dtype(at::ScalarType s) {
 }
 
 void cuda_check(int32_t err, const char *what) {
-  if (err != 0)
-    throw std::runtime_error(std::string(what) + ": " +
-                             cudaGetErrorString(static_cast<cudaError_t>(err)));
+  if (err == 0) return;
+#ifdef ARES_WITH_CUDA
+  throw std::runtime_error(std::string(what) + ": " +
+                           cudaGetErrorString(static_cast<cudaError_t>(err)));
+#else
+  throw std::runtime_error(std::string(what) + ": CUDA error " + std::to_string(err));
+#endif
 }
 
 void *stream_of(const at::Tensor &t) {
+#ifdef ARES_WITH_CUDA
   return at::cuda::getCurrentCUDAStream(t.device().index()).stream();
+#else
+  (void)t;
+  return nullptr;
+#endif
 }
+
+// Makes t's device current for the kernel launches of one scope.
+struct KernelDevice {
+#ifdef ARES_WITH_CUDA
+  explicit KernelDevice(const at::Tensor &t) : guard(t.device()) {}
+  c10::cuda::CUDAGuard guard;
+#else
+  explicit KernelDevice(const at::Tensor &) {}
+#endif
+};
 
 // The kernels read parameters either in the hidden dtype or in f32.
 at::Tensor kernel_param(const at::Tensor &p, at::ScalarType hidden_type) {
@@ -162,14 +194,19 @@ struct RewardRows {
   at::Tensor rstd;   // [B, 1]
 };
 
+// Rejects a last index outside [0, L). (The CUDA path skips this check, which
+// would synchronise with the device: such a row's score is NaN.)
+void check_last_range(const at::Tensor &last, const RewardArgs &a) {
+  if (a.B == 0) return;
+  auto lo = last.min().item<int64_t>(), hi = last.max().item<int64_t>();
+  if (lo < 0 || hi >= a.L)
+    invalid("last index out of range [0, " + std::to_string(a.L) + "): min " +
+            std::to_string(lo) + ", max " + std::to_string(hi));
+}
+
 RewardRows reward_rows(const at::Tensor &hidden, const at::Tensor &last, int64_t kind, double eps,
                        const RewardArgs &a) {
-  if (a.B > 0) {
-    auto lo = last.min().item<int64_t>(), hi = last.max().item<int64_t>();
-    if (lo < 0 || hi >= a.L)
-      invalid("last index out of range [0, " + std::to_string(a.L) + "): min " +
-              std::to_string(lo) + ", max " + std::to_string(hi));
-  }
+  check_last_range(last, a);
   RewardRows r;
   r.index = at::arange(a.B, last.options()) * a.L + last;
   auto x = hidden.reshape({a.B * a.L, a.H}).index_select(0, r.index).to(acc_type(hidden.scalar_type()));
@@ -200,8 +237,9 @@ struct RewardFn : public torch::autograd::Function<RewardFn> {
     auto acc = acc_type(hidden.scalar_type());
     at::Tensor scores, loss;
     if (use_kernels(hidden)) {
-#ifdef ARES_WITH_CUDA
-      c10::cuda::CUDAGuard device(hidden.device());
+#ifdef ARES_KERNELS
+      KernelDevice device(hidden);
+      if (hidden.is_cpu()) check_last_range(last, a);
       auto h = hidden.contiguous();
       auto lastc = last.contiguous();
       auto wk = kernel_param(w, hidden.scalar_type());
@@ -265,8 +303,8 @@ struct RewardFn : public torch::autograd::Function<RewardFn> {
     at::Tensor dh, dw, db, dhead;
 
     if (use_kernels(hidden)) {
-#ifdef ARES_WITH_CUDA
-      c10::cuda::CUDAGuard device(hidden.device());
+#ifdef ARES_KERNELS
+      KernelDevice device(hidden);
       auto h = hidden.contiguous();
       auto lastc = last.contiguous();
       auto wk = kernel_param(w, hidden.scalar_type());
@@ -383,15 +421,15 @@ struct TokenLogProbFn : public torch::autograd::Function<TokenLogProbFn> {
       lse = at::zeros({0}, aopts);
       logp = at::zeros({0}, aopts);
     } else if (use_kernels(hidden)) {
-#ifdef ARES_WITH_CUDA
-      c10::cuda::CUDAGuard device(hidden.device());
+#ifdef ARES_KERNELS
+      KernelDevice device(hidden);
       auto m = at::empty({N}, aopts), s = at::empty({N}, aopts), tl = at::empty({N}, aopts);
       lse = at::empty({N}, aopts);
       logp = at::empty({N}, aopts);
       void *stream = stream_of(hidden);
       for (int64_t v0 = 0; v0 < V; v0 += chunk) {
         int64_t C = std::min(chunk, V - v0);
-        auto logits = at::mm(h, weight.narrow(0, v0, C).t());  // [N, C], contiguous
+        auto logits = at::mm(h, weight.narrow(0, v0, C).to(mt).t());  // [N, C], contiguous
         int32_t flags = (v0 == 0 ? ARES_LSE_FIRST : 0) | (v0 + C >= V ? ARES_LSE_LAST : 0);
         cuda_check(ares_cuda_lse_chunk(logits.data_ptr(), N, C, v0, V, tg.data_ptr<int64_t>(),
                                        ares_dtype(logits.scalar_type()), flags,
@@ -438,9 +476,9 @@ struct TokenLogProbFn : public torch::autograd::Function<TokenLogProbFn> {
     at::Tensor dh_acc = need_h ? at::zeros({N, H}, hidden.options().dtype(acc)) : at::Tensor();
     if (need_w) dw = at::empty({V, H}, weight.options());
     bool kern = use_kernels(hidden) && N > 0;
-#ifdef ARES_WITH_CUDA
-    c10::optional<c10::cuda::CUDAGuard> device;
-    if (kern) device.emplace(hidden.device());
+#ifdef ARES_KERNELS
+    c10::optional<KernelDevice> device;
+    if (kern) device.emplace(hidden);
 #endif
     for (int64_t v0 = 0; v0 < V; v0 += chunk) {
       int64_t C = std::min(chunk, V - v0);
@@ -448,7 +486,7 @@ struct TokenLogProbFn : public torch::autograd::Function<TokenLogProbFn> {
       auto logits = at::mm(h, wc.t());  // [N, C] in mt, contiguous
       at::Tensor dl;
       if (kern) {
-#ifdef ARES_WITH_CUDA
+#ifdef ARES_KERNELS
         // In place: logits -> g * (onehot - softmax).
         cuda_check(ares_cuda_logprob_grad_chunk(logits.data_ptr(), N, C, v0,
                                                 tg.data_ptr<int64_t>(), lse.data_ptr<float>(),
@@ -492,10 +530,12 @@ struct TokenLogProbFn : public torch::autograd::Function<TokenLogProbFn> {
 extern "C" {
 
 int32_t ares_fused_built_with_kernels(void) {
-#ifdef ARES_WITH_CUDA
-  return 1;
+#if defined(ARES_WITH_CUDA)
+  return ARES_KERNELS_CUDA;
+#elif defined(ARES_KERNELS_EMU)
+  return ARES_KERNELS_HOST_EMU;
 #else
-  return 0;
+  return ARES_KERNELS_NONE;
 #endif
 }
 

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <mutex>
 #include <vector>
 
 #if !defined(__x86_64__)
@@ -331,6 +332,9 @@ void run_grid(dim3 grid, dim3 block, const std::function<void()> &body) {
     return;
   }
   if (sched != nullptr) die("a launch from inside a kernel");
+  // One launch at a time: the coordinates and the scheduler are process-wide.
+  static std::mutex launch_mu;
+  std::lock_guard<std::mutex> lock(launch_mu);
   static const Schedule schedule = schedule_from_env();
   // Fiber stacks are mapped once and reused by every launch.
   static std::vector<Fiber> pool;

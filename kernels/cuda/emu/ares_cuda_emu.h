@@ -77,8 +77,8 @@ struct __nv_bfloat16 {
 
 // ---- the running thread's coordinates -----------------------------------
 
-// Plain globals: one host thread launches at a time (the scheduler runs all
-// of a block's CUDA threads on it).
+// Plain globals: launches are serialised (the scheduler runs all of a
+// block's CUDA threads on the launching host thread).
 inline uint3 threadIdx;
 inline uint3 blockIdx;
 inline dim3 blockDim;

@@ -12,7 +12,7 @@
 // dimension takes, and the Bradley-Terry loss computed by the last block.
 //
 // What it cannot check is what needs the hardware: __expf's approximation,
-// the GPU memory model, timing. engine/torch's TestFusedKernelsMatchComposedCUDA
+// the GPU memory model, timing. engine/torch's TestFusedKernelsMatchComposed
 // does that on a GPU.
 #include <math.h>
 #include <stdio.h>
