@@ -60,7 +60,7 @@ endif
 NVCC_FLAGS := -std=c++17 -O2 -Xcompiler -fPIC -Ikernels/include -Ikernels/cuda \
   $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 
-.PHONY: all shim ares test vet gotest deps cuda-check cuda-emu-test shim-emu gotest-emu demo clean torch-info
+.PHONY: all shim ares test vet gotest deps cuda-check cuda-shim-check cuda-emu-test shim-emu gotest-emu demo clean torch-info
 
 all: ares
 
@@ -104,6 +104,23 @@ cuda-check:
 	    $(NVCC) $(NVCC_FLAGS) -c $$f -o $(BUILD)/cuda-check/$$(basename $$f .cu).o || exit 1; \
 	  done; \
 	else echo "cuda-check: nvcc not found, CUDA sources not compiled"; fi
+	@$(MAKE) --no-print-directory cuda-shim-check
+
+# With a CPU libtorch whose headers include the CUDA ones (Debian's do, short
+# of one header that CMake generates, stubbed here), also compiles the shim's
+# CUDA code (ARES_WITH_CUDA) for syntax, which a CUDA build would otherwise be
+# the first to see.
+TORCH_CUDA_H := $(firstword $(wildcard /usr/include/ATen/cuda/CUDAContext.h $(if $(LIBTORCH),$(abspath $(LIBTORCH))/include/ATen/cuda/CUDAContext.h)))
+cuda-shim-check: torch-info
+	@if [ -n "$(NVCC)" ] && [ -z "$(TORCH_CUDA)" ] && [ -n "$(TORCH_CUDA_H)" ]; then \
+	  mkdir -p $(BUILD)/cuda-check/inc/c10/cuda/impl; \
+	  echo '#define C10_CUDA_BUILD_SHARED_LIBS' > $(BUILD)/cuda-check/inc/c10/cuda/impl/cuda_cmake_macros.h; \
+	  for f in $(SHIM_SRC); do \
+	    echo "syntax (ARES_WITH_CUDA): $$f"; \
+	    $(CXX) $(CXXFLAGS) -DARES_WITH_CUDA -I$(abspath $(dir $(NVCC))/..)/include \
+	      -idirafter $(BUILD)/cuda-check/inc -fsyntax-only $$f || exit 1; \
+	  done; \
+	else echo "cuda-shim-check: needs nvcc and CUDA headers in a CPU libtorch; skipped"; fi
 
 # Runs the CUDA kernels without a GPU: the same sources, compiled as C++ against
 # the host emulation of kernels/cuda/emu, under the address and undefined-
