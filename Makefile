@@ -174,9 +174,15 @@ shim-emu: torch-info $(EMU_SHIM)
 
 # The fused-op tests of engine/torch against that shim (found first through
 # LD_LIBRARY_PATH); ARES_TEST_KERNELS makes a missing kernel path a failure.
+# With a CUDA libtorch, gotest runs the kernels themselves instead.
+ifeq ($(TORCH_CUDA),)
 gotest-emu: shim shim-emu
 	LD_LIBRARY_PATH=$(abspath $(BUILD)/lib-emu) ARES_TEST_KERNELS=host-emu $(GO) test -count=1 \
 	  -run 'Reward|TokenLogProbs|FusedKernels' ./engine/torch
+else
+gotest-emu:
+	@echo "gotest-emu: a CUDA libtorch runs the kernels on the GPU in gotest; skipped"
+endif
 
 deps:
 	@LIBTORCH='$(LIBTORCH)' bash scripts/install-deps.sh
