@@ -125,9 +125,11 @@ cuda-shim-check: torch-info
 # Runs the CUDA kernels without a GPU: the same sources, compiled as C++ against
 # the host emulation of kernels/cuda/emu, under the address and undefined-
 # behaviour sanitizers, checked against float64 references.
-EMU_FLAGS := -std=c++17 -O2 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-  -fno-sanitize-recover=all -pthread -DARES_CUDA_EMU -Wall -Wno-unknown-pragmas \
+# The kernels and the emulation, compiled for the host (both builds below).
+EMU_COMMON := -std=c++17 -O2 -DARES_CUDA_EMU -Wall -Wno-unknown-pragmas \
   -Ikernels/cuda/emu -Ikernels/include -Ikernels/cuda
+EMU_FLAGS := $(EMU_COMMON) -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=all -pthread
 EMU_TEST := $(BUILD)/cuda-emu/kernels_test
 # Kernel objects are named *.cu.o: shared.ld gathers their statics.
 EMU_KERNEL_OBJS := $(patsubst kernels/cuda/%.cu,$(BUILD)/cuda-emu/%.cu.o,$(CUDA_SRC))
@@ -151,8 +153,7 @@ cuda-emu-test: $(EMU_TEST)
 EMU_SHIM := $(BUILD)/lib-emu/libares_torch.so
 EMU_SHIM_OBJS := $(filter-out $(BUILD)/obj/ares_fused.o,$(SHIM_OBJS)) $(BUILD)/obj-emu/ares_fused.o \
   $(patsubst kernels/cuda/%.cu,$(BUILD)/obj-emu/%.cu.o,$(CUDA_SRC)) $(BUILD)/obj-emu/ares_cuda_emu.o
-EMU_LIB_FLAGS := -std=c++17 -O2 -fPIC -DARES_CUDA_EMU -Wall -Wno-unknown-pragmas \
-  -Ikernels/cuda/emu -Ikernels/include -Ikernels/cuda
+EMU_LIB_FLAGS := $(EMU_COMMON) -fPIC
 
 $(BUILD)/obj-emu/ares_fused.o: kernels/shim/ares_fused.cpp $(SHIM_HDRS) $(BUILD)/torch.mk | torch-info
 	@mkdir -p $(dir $@)

@@ -364,11 +364,11 @@ void test_reward(const RewardCase &c, std::mt19937_64 &rng) {
   }
   Buf dhidden(c.dtype, B * L * H);
   for (int64_t i = 0; i < B * L * H; i++) dhidden.set(i, 0);
-  std::vector<float> gx(B * H), gr(B), scores_f(scores);
+  std::vector<float> gx(B * H), gr(B);
   int32_t err = ares_cuda_reward_bwd(hidden.data(), last.data(), wb.data(), hb.data(), B, L, H,
                                      c.dtype, c.pdtype, c.kind, static_cast<float>(eps), P,
                                      c.no_grad_scores ? nullptr : gs.data(),
-                                     P > 0 ? &gl : nullptr, scores_f.data(), gx.data(), gr.data(),
+                                     P > 0 ? &gl : nullptr, scores.data(), gx.data(), gr.data(),
                                      dhidden.data(), nullptr);
   expect(err == 0, name + ": backward launch");
   expect_close(name + ": row gradients", std::vector<double>(gr.begin(), gr.end()), gr_ref, 1e-5,
