@@ -23,10 +23,10 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/ares-rlhf/ares/engine/demo"
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/repair"
+	"github.com/ares-rlhf/ares/engine/synth"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
 )
@@ -86,8 +86,8 @@ func run(threads, batches int, outPath string) error {
 	if err := torch.SetNumThreads(threads); err != nil {
 		return err
 	}
-	dc := demo.DefaultConfig(false)
-	w := demo.BuildWorld(world.Default(), dc)
+	dc := synth.DefaultConfig(false)
+	w := synth.BuildWorld(world.Default(), dc)
 	tok, err := w.TrainTokenizer(4096)
 	if err != nil {
 		return err

@@ -10,7 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ares-rlhf/ares/engine/demo"
+	"github.com/ares-rlhf/ares/engine/study"
+	"github.com/ares-rlhf/ares/engine/synth"
 	"github.com/ares-rlhf/ares/engine/torch"
 )
 
@@ -49,7 +50,7 @@ func runBenchStudy(args []string) error {
 	if *config == "" {
 		return usagef("--config is required")
 	}
-	cfg, err := demo.LoadStudy(*config)
+	cfg, err := study.LoadStudy(*config)
 	if err != nil {
 		return err
 	}
@@ -76,7 +77,7 @@ func runBenchStudy(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	t0 := time.Now()
-	res, err := demo.RunStudy(ctx, cfg, demo.Env{Out: cfg.Study.Out, Progress: os.Stderr, Log: os.Stdout})
+	res, err := study.RunStudy(ctx, cfg, synth.Env{Out: cfg.Study.Out, Progress: os.Stderr, Log: os.Stdout})
 	if res != nil {
 		res.Threads = info.Threads
 	}

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ares-rlhf/ares/engine/demo"
 	"github.com/ares-rlhf/ares/engine/repair"
+	"github.com/ares-rlhf/ares/engine/study"
+	"github.com/ares-rlhf/ares/engine/synth"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
 )
@@ -39,12 +40,12 @@ func runDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := demo.DefaultConfig(*quick)
+	cfg := synth.DefaultConfig(*quick)
 	cfg.Seed = *seed
 	fmt.Printf("ares demo: synthetic safety world, libtorch %s, %d threads, output in %s\n", info.RuntimeVersion, info.Threads, *out)
-	env := demo.Env{Out: *out, Progress: os.Stdout, Log: os.Stdout}
+	env := synth.Env{Out: *out, Progress: os.Stdout, Log: os.Stdout}
 	t0 := time.Now()
-	st, err := demo.BuildStart(world.Default(), cfg, env)
+	st, err := synth.BuildStart(world.Default(), cfg, env)
 	if err != nil {
 		return err
 	}
@@ -58,18 +59,18 @@ func runDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := st.RunArm(ctx, demo.ArmARES, cfg.Seed, env)
+	res, err := study.RunArm(ctx, st, study.ArmARES, cfg.Seed, env)
 	if err != nil {
 		return err
 	}
 	var tbl strings.Builder
-	demo.WriteTable(&tbl, before, res.After)
+	study.WriteTable(&tbl, before, res.After)
 	fmt.Printf("\nheld-out evaluation (%d harm probes, %d samples each), before and after ARES repair:\n\n%s\n", before.HarmProbes, cfg.EvalK, tbl.String())
 	fmt.Printf("findings: A %d, B %d, C %d; total time %s\n", res.Findings["A"], res.Findings["B"], res.Findings["C"], time.Since(t0).Round(time.Second))
 	return writeDemoReport(*out, cfg, *quick, before, res, tbl.String(), time.Since(t0))
 }
 
-func writeDemoReport(out string, cfg demo.Config, quick bool, before *repair.Eval, res *demo.ArmResult, table string, wall time.Duration) error {
+func writeDemoReport(out string, cfg synth.Config, quick bool, before *repair.Eval, res *study.ArmResult, table string, wall time.Duration) error {
 	b, _ := json.MarshalIndent(map[string]any{"before": before, "after": res.After, "findings": res.Findings}, "", "  ")
 	if err := os.WriteFile(filepath.Join(out, "results.json"), b, 0o644); err != nil {
 		return err
@@ -78,7 +79,7 @@ func writeDemoReport(out string, cfg demo.Config, quick bool, before *repair.Eva
 	row := func(e *repair.Eval) []float64 {
 		return []float64{e.TypeC, e.TypeB, e.TypeA, e.HarmRate, e.RMSafetyAcc, e.Capability, e.OverRefusal}
 	}
-	svg := demo.BarChartSVG("Held-out rates before and after ARES repair", labels, []string{"before", "after"},
+	svg := study.BarChartSVG("Held-out rates before and after ARES repair", labels, []string{"before", "after"},
 		[][]float64{row(before), row(res.After)}, 1)
 	if err := os.WriteFile(filepath.Join(out, "rates.svg"), []byte(svg), 0o644); err != nil {
 		return err

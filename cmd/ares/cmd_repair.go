@@ -7,12 +7,13 @@ import (
 	"path/filepath"
 
 	"github.com/ares-rlhf/ares/checkpoints"
-	"github.com/ares-rlhf/ares/engine/demo"
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/dist"
 	"github.com/ares-rlhf/ares/engine/model"
+	"github.com/ares-rlhf/ares/engine/pipeline"
 	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/repair/loss"
+	"github.com/ares-rlhf/ares/engine/synth"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/tokenizer"
@@ -34,13 +35,13 @@ type runFlags struct {
 	// torchrun-style (ares launch, torchrun, Slurm, PyTorchJob); nil alone.
 	group *dist.Group
 	// w is the synthetic world, built at most once per command.
-	w *demo.World
+	w *synth.World
 }
 
 // world returns the synthetic world of the run's seed (built on first use).
-func (f *runFlags) world(cfg *repair.RunConfig) *demo.World {
+func (f *runFlags) world(cfg *repair.RunConfig) *synth.World {
 	if f.w == nil {
-		f.w = demo.BuildWorld(world.Default(), demo.Config{Seed: cfg.Run.Seed})
+		f.w = synth.BuildWorld(world.Default(), synth.Config{Seed: cfg.Run.Seed})
 	}
 	return f.w
 }
@@ -204,8 +205,8 @@ func stageIO(cfg *repair.RunConfig, f *runFlags, stage string, dp *dist.DataPara
 
 // worldModel makes a fresh model of the demo's size with a tokenizer trained
 // on the synthetic world, for runs that start from scratch.
-func worldModel(cfg *repair.RunConfig, w *demo.World, kind model.Kind, o model.Options) (*model.Transformer, *tokenizer.Tokenizer, error) {
-	dc := demo.DefaultConfig(false)
+func worldModel(cfg *repair.RunConfig, w *synth.World, kind model.Kind, o model.Options) (*model.Transformer, *tokenizer.Tokenizer, error) {
+	dc := synth.DefaultConfig(false)
 	tok, err := w.TrainTokenizer(dc.Model.Vocab)
 	if err != nil {
 		return nil, nil, err
@@ -357,7 +358,7 @@ func runRepair(args []string) error {
 	if err != nil {
 		return err
 	}
-	rmPairs, pd := demo.RepairData(findings)
+	rmPairs, pd := pipeline.RepairData(findings)
 	if err := f.fillPolicyData(cfg, &pd); err != nil {
 		return err
 	}
@@ -450,7 +451,7 @@ func runRepair(args []string) error {
 
 func (f *runFlags) fillPolicyData(cfg *repair.RunConfig, pd *repair.PolicyData) error {
 	var err error
-	var w *demo.World
+	var w *synth.World
 	if cfg.Data.World {
 		w = f.world(cfg)
 	}

@@ -12,8 +12,9 @@ import (
 
 	"github.com/ares-rlhf/ares/checkpoints"
 	"github.com/ares-rlhf/ares/checkpoints/safetensors"
-	"github.com/ares-rlhf/ares/engine/demo"
 	"github.com/ares-rlhf/ares/engine/repair"
+	"github.com/ares-rlhf/ares/engine/study"
+	"github.com/ares-rlhf/ares/engine/synth"
 )
 
 // TestMain lets a test re-run this binary as the ares CLI (for SIGKILL tests).
@@ -234,7 +235,7 @@ func TestDemoReportFiles(t *testing.T) {
 	out := t.TempDir()
 	ev := &repair.Eval{TypeC: 0.1, TypeB: 0.2, HarmRate: 0.3, RMSafetyAcc: 0.7, Capability: 0.4, OverRefusal: 0.2}
 	after := &repair.Eval{RMSafetyAcc: 0.9, Capability: 0.4}
-	if err := writeDemoReport(out, demo.DefaultConfig(true), true, ev, &demo.ArmResult{After: after, Findings: map[string]int{"C": 3}}, "| table |", time.Second); err != nil {
+	if err := writeDemoReport(out, synth.DefaultConfig(true), true, ev, &study.ArmResult{After: after, Findings: map[string]int{"C": 3}}, "| table |", time.Second); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"report.md", "results.json", "rates.svg"} {

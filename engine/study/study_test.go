@@ -1,14 +1,10 @@
-package demo
+package study
 
 import (
 	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"github.com/ares-rlhf/ares/engine/model"
-	"github.com/ares-rlhf/ares/engine/probes"
-	"github.com/ares-rlhf/ares/engine/world"
-	"github.com/ares-rlhf/ares/tokenizer"
 	"math"
 	"os"
 	"path/filepath"
@@ -16,6 +12,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ares-rlhf/ares/engine/model"
+	"github.com/ares-rlhf/ares/engine/probes"
+	"github.com/ares-rlhf/ares/engine/synth"
+	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/tokenizer"
 
 	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/torch"
@@ -50,7 +52,7 @@ kl = 0.2
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := DefaultConfig(true)
+	q := synth.DefaultConfig(true)
 	if got := c.Study.Seeds; len(got) != 3 || got[0] != 1 || got[2] != 3 {
 		t.Fatalf("default seeds %v", got)
 	}
@@ -73,7 +75,7 @@ kl = 0.2
 	if err != nil {
 		t.Fatal(err)
 	}
-	if full.Model != DefaultConfig(false).Model || full.Study.Seeds[0] != 4 {
+	if full.Model != synth.DefaultConfig(false).Model || full.Study.Seeds[0] != 4 {
 		t.Fatalf("full size %+v %v", full.Model, full.Study.Seeds)
 	}
 }
@@ -185,7 +187,7 @@ func TestRunStudyTiny(t *testing.T) {
 	}
 	c.Study.Out = out
 	base := torch.LiveTensors()
-	res, err := RunStudy(context.Background(), &c, Env{})
+	res, err := RunStudy(context.Background(), &c, synth.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +282,7 @@ func TestStudyExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := DefaultConfig(true)
+	q := synth.DefaultConfig(true)
 	if u.dataOptions() != q.Data {
 		t.Errorf("[data] documents %+v, the quick size is %+v", u.dataOptions(), q.Data)
 	}
@@ -312,9 +314,9 @@ func TestStudyRealExample(t *testing.T) {
 // savedModels trains c's tokenizer on c's world and saves untrained policy
 // and RM directories under a temporary directory: a stand-in for a lab's
 // own models.
-func savedModels(t *testing.T, c Config) (*World, *tokenizer.Tokenizer, StudyModels) {
+func savedModels(t *testing.T, c synth.Config) (*synth.World, *tokenizer.Tokenizer, StudyModels) {
 	t.Helper()
-	w := BuildWorld(world.Default(), c)
+	w := synth.BuildWorld(world.Default(), c)
 	tok, err := w.TrainTokenizer(c.Model.Vocab)
 	if err != nil {
 		t.Fatal(err)

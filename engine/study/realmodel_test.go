@@ -1,4 +1,4 @@
-package demo
+package study
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ares-rlhf/ares/engine/synth"
 
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/judge"
@@ -88,7 +90,7 @@ func TestStudyRealModelPath(t *testing.T) {
 	t.Setenv("ARES_TEST_COMMAND_JUDGE", "1")
 	st.Judge = judge.Config{Kind: "command", Command: judge.CommandConfig{Argv: []string{os.Args[0], "-test.run=^$"}}}
 	st.Study.Seeds, st.Study.Arms, st.Study.Start, st.Study.Out = []int64{1}, []string{ArmPolicyOnly}, "shared", t.TempDir()
-	res, err := RunStudy(context.Background(), &st, Env{})
+	res, err := RunStudy(context.Background(), &st, synth.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package demo
+package study
 
 import (
 	"context"
@@ -7,14 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ares-rlhf/ares/engine/synth"
+
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
 )
 
 // tinyConfig exercises every phase of the main job at a size that runs in CI.
-func tinyConfig() Config {
-	c := DefaultConfig(true)
-	c.Model = ModelSize{Vocab: 400, Hidden: 32, Layers: 1, Heads: 2, KVHeads: 1, Inter: 64, MaxPos: 160}
+func tinyConfig() synth.Config {
+	c := synth.DefaultConfig(true)
+	c.Model = synth.ModelSize{Vocab: 400, Hidden: 32, Layers: 1, Heads: 2, KVHeads: 1, Inter: 64, MaxPos: 160}
 	c.Data = world.DataOptions{Harm: 200, Benign: 80, Lookalike: 40, PerCell: 1, BenignEval: 10}
 	c.SFT.Steps, c.RM.Steps = 12, 12
 	c.SFT.Batch, c.RM.Batch = 8, 8
@@ -30,10 +32,10 @@ func tinyConfig() Config {
 
 func TestMainJobEndToEnd(t *testing.T) {
 	out := t.TempDir()
-	env := Env{Out: out}
+	env := synth.Env{Out: out}
 	c := tinyConfig()
 	base := torch.LiveTensors()
-	st, err := BuildStart(world.Default(), c, env)
+	st, err := synth.BuildStart(world.Default(), c, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestMainJobEndToEnd(t *testing.T) {
 		arms = []string{ArmARES}
 	}
 	for _, arm := range arms {
-		res, err := st.RunArm(context.Background(), arm, 1, env)
+		res, err := RunArm(context.Background(), st, arm, 1, env)
 		if err != nil {
 			t.Fatalf("%s: %v", arm, err)
 		}

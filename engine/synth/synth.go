@@ -1,9 +1,10 @@
-// Package demo is the main job on the embedded default: it builds the
-// synthetic safety world, trains the weakened starting policy and reward
-// model, red-teams them, repairs (RM first, then policy, or jointly), and
-// evaluates on held-out probes. The study (baseline RLHF against ARES) runs
-// its arms from the same starting models.
-package demo
+// Package synth is the harness of the embedded synthetic safety world: it
+// builds the world's data sets from a component library, trains the
+// tokenizer and the weakened starting models (SFT policy, flawed RM, then a
+// round of standard RLHF of the policy against that RM), loads them, red-teams
+// them and evaluates them on held-out probes. The demo and the study run the
+// repair pipeline (engine/pipeline) from these starts.
+package synth
 
 import (
 	"context"
@@ -155,13 +156,13 @@ type Env struct {
 	Log      io.Writer
 }
 
-func (e Env) logf(format string, a ...any) {
+func (e Env) Logf(format string, a ...any) {
 	if e.Log != nil {
 		fmt.Fprintf(e.Log, format+"\n", a...)
 	}
 }
 
-func (e Env) runIO(label, metrics string) (repair.RunIO, func(), error) {
+func (e Env) RunIO(label, metrics string) (repair.RunIO, func(), error) {
 	f, err := os.Create(filepath.Join(e.Out, metrics))
 	if err != nil {
 		return repair.RunIO{}, nil, err
@@ -185,7 +186,7 @@ type Start struct {
 func BuildStart(lib *world.Library, c Config, env Env) (*Start, error) {
 	t0 := time.Now()
 	w := BuildWorld(lib, c)
-	env.logf("world: %d SFT examples, %d preference pairs, %d replay pairs, %d held-out probes", len(w.SFT), len(w.Prefs), len(w.Replay), len(w.Eval))
+	env.Logf("world: %d SFT examples, %d preference pairs, %d replay pairs, %d held-out probes", len(w.SFT), len(w.Prefs), len(w.Replay), len(w.Eval))
 	tok, err := w.TrainTokenizer(c.Model.Vocab)
 	if err != nil {
 		return nil, err
@@ -205,7 +206,7 @@ func BuildStart(lib *world.Library, c Config, env Env) (*Start, error) {
 		return nil, err
 	}
 	defer pol.Close()
-	io, done, err := env.runIO("sft policy", "metrics-sft.jsonl")
+	io, done, err := env.RunIO("sft policy", "metrics-sft.jsonl")
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +223,7 @@ func BuildStart(lib *world.Library, c Config, env Env) (*Start, error) {
 		return nil, err
 	}
 	defer rm.Close()
-	io, done, err = env.runIO("train rm", "metrics-rm.jsonl")
+	io, done, err = env.RunIO("train rm", "metrics-rm.jsonl")
 	if err != nil {
 		return nil, err
 	}
@@ -261,15 +262,15 @@ func (st *Start) LoadModels(seed int64) (*Models, error) {
 		R: &repair.RM{M: rm, C: st.Codec, Batch: 128}}, nil
 }
 
-func (st *Start) loadPolicy() (*model.Transformer, error) {
+func (st *Start) LoadPolicy() (*model.Transformer, error) {
 	return model.Load(st.PolicyDir, model.CausalLM, st.Cfg.Placement)
 }
 
 // Close frees the models.
 func (m *Models) Close() { m.Pol.Close(); m.RM.Close() }
 
-// judge builds the configured judge (the oracle by default).
-func (st *Start) judge() (judge.Judge, error) {
+// Judge builds the configured judge (the oracle by default).
+func (st *Start) Judge() (judge.Judge, error) {
 	j, err := judge.New(st.Cfg.Judge, st.World.Lib)
 	if err != nil {
 		return nil, fmt.Errorf("judge: %w", err)
@@ -279,7 +280,7 @@ func (st *Start) judge() (judge.Judge, error) {
 
 // Evaluate measures models on the held-out sets.
 func (st *Start) Evaluate(ctx context.Context, m *Models) (*repair.Eval, error) {
-	j, err := st.judge()
+	j, err := st.Judge()
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +293,7 @@ func (st *Start) Evaluate(ctx context.Context, m *Models) (*repair.Eval, error) 
 // pool, the pool's harm probes in a seeded random order, as many as the
 // budget pays for.
 func (st *Start) RedTeam(ctx context.Context, m *Models, seed int64, dir string, env Env) (*mentor.Result, error) {
-	j, err := st.judge()
+	j, err := st.Judge()
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +309,7 @@ func (st *Start) RedTeam(ctx context.Context, m *Models, seed int64, dir string,
 		if env.Progress != nil && (done == budget || time.Since(last) > 250*time.Millisecond) {
 			last = time.Now()
 			n := 24 * min(done, budget) / max(budget, 1)
-			fmt.Fprintf(env.Progress, "\r%-12s [%s%s] %d/%d rollouts ", "red-team", bar(n, "#"), bar(24-n, "."), done, budget)
+			fmt.Fprintf(env.Progress, "\r%-12s [%s%s] %d/%d rollouts ", "red-team", Bar(n, "#"), Bar(24-n, "."), done, budget)
 		}
 	}
 	deps := mentor.Deps{Lib: st.World.Lib, Policy: m.P, RM: m.R, Judge: j, Findings: f, Progress: progress}
@@ -359,7 +360,7 @@ func redTeamPool(ctx context.Context, pool []probes.Probe, cfg mentor.Config, th
 	return res, nil
 }
 
-func bar(n int, s string) string {
+func Bar(n int, s string) string {
 	out := ""
 	for i := 0; i < n; i++ {
 		out += s

@@ -1,4 +1,4 @@
-package demo
+package study
 
 import (
 	"context"
@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/ares-rlhf/ares/engine/detect"
+	"github.com/ares-rlhf/ares/engine/pipeline"
 	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/repair/loss"
+	"github.com/ares-rlhf/ares/engine/synth"
 )
 
 // The arms of the study. Each starts from the same saved models.
@@ -32,40 +34,8 @@ type ArmResult struct {
 	Wall     float64        `json:"wall_seconds"`
 }
 
-// RepairData turns findings into stage 1 pairs (y_safe over y_harm, and
-// over the policy's own harmful answers, for Type A and C) and stage 2 data
-// (the prompts and harmful responses of Type B and C).
-func RepairData(fs []detect.Finding) (pairs []repair.Pair, pd repair.PolicyData) {
-	for _, f := range fs {
-		p := f.Probe
-		if f.Type == detect.TypeA || f.Type == detect.TypeC {
-			if p.YSafe != "" && p.YHarm != "" {
-				pairs = append(pairs, repair.Pair{Prompt: p.Prompt, Chosen: p.YSafe, Rejected: p.YHarm})
-			}
-			// The policy's own harmful answers are what the RM must stop rewarding.
-			for _, s := range f.Samples {
-				if s.Harm >= f.Thresholds.Harm && p.YSafe != "" {
-					pairs = append(pairs, repair.Pair{Prompt: p.Prompt, Chosen: p.YSafe, Rejected: s.Text})
-				}
-			}
-		}
-		if f.Type == detect.TypeB || f.Type == detect.TypeC {
-			pd.Prompts = append(pd.Prompts, p.Prompt)
-			if p.YHarm != "" {
-				pd.Harmful = append(pd.Harmful, repair.Example{Prompt: p.Prompt, Response: p.YHarm})
-			}
-			for _, s := range f.Samples {
-				if s.Harm >= f.Thresholds.Harm {
-					pd.Harmful = append(pd.Harmful, repair.Example{Prompt: p.Prompt, Response: s.Text})
-				}
-			}
-		}
-	}
-	return pairs, pd
-}
-
 // RunArm runs one arm from the starting models and evaluates the result.
-func (st *Start) RunArm(ctx context.Context, arm string, seed int64, env Env) (*ArmResult, error) {
+func RunArm(ctx context.Context, st *synth.Start, arm string, seed int64, env synth.Env) (*ArmResult, error) {
 	t0 := time.Now()
 	dir := filepath.Join(env.Out, "arms", fmt.Sprintf("%s-seed%d", arm, seed))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -78,7 +48,7 @@ func (st *Start) RunArm(ctx context.Context, arm string, seed int64, env Env) (*
 		return nil, err
 	}
 	defer m.Close()
-	ref, err := st.loadPolicy()
+	ref, err := st.LoadPolicy()
 	if err != nil {
 		return nil, err
 	}
@@ -107,16 +77,16 @@ func (st *Start) RunArm(ctx context.Context, arm string, seed int64, env Env) (*
 		for _, f := range rt.Findings {
 			res.Findings[f.Type]++
 		}
-		pairs, pd = RepairData(rt.Findings)
+		pairs, pd = pipeline.RepairData(rt.Findings)
 		pd.Lookalikes, pd.Replay = st.World.Looks, st.World.Benign
-		env.logf("%s seed %d: %d rollouts, findings A %d, B %d, C %d; %d RM repair pairs, %d policy prompts",
+		env.Logf("%s seed %d: %d rollouts, findings A %d, B %d, C %d; %d RM repair pairs, %d policy prompts",
 			arm, seed, rt.Rollouts, res.Findings[detect.TypeA], res.Findings[detect.TypeB], res.Findings[detect.TypeC], len(pairs), len(pd.Prompts))
 	}
 	// ARES repairs the RM first; joint mode does too when there is nothing
 	// for the policy to learn from (no Type B or C findings), since its joint
 	// loss then has only the RM's term.
 	if len(pairs) > 0 && (arm == ArmARES || arm == ArmJoint && len(pd.Prompts) == 0) {
-		io, done, err := armEnv.runIO("repair rm", "metrics-rm-repair.jsonl")
+		io, done, err := armEnv.RunIO("repair rm", "metrics-rm-repair.jsonl")
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +101,7 @@ func (st *Start) RunArm(ctx context.Context, arm string, seed int64, env Env) (*
 		if arm == ArmJoint && len(pairs) > 0 {
 			joint = &repair.JointRM{M: m.RM, Pairs: pairs, Optim: c.RMRepair.Optim, BT: c.JointBT, BTOpt: loss.BTOptions{}}
 		}
-		io, done, err := armEnv.runIO("repair policy", "metrics-policy-repair.jsonl")
+		io, done, err := armEnv.RunIO("repair policy", "metrics-policy-repair.jsonl")
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,342 @@
+package study
+
+// The study: baseline RLHF against ARES, `ares bench study --config FILE`.
+//
+// Design. For each seed the study builds one start with that seed (the
+// synthetic world's data sets, the tokenizer, the weakened policy and RM are
+// all drawn from it), evaluates the start once on the held-out probes
+// ("before"), and runs every configured arm from those same saved models with
+// the same red-teaming budget. The spread over seeds therefore covers the
+// world's sampling, the starting models' training and the arms' own
+// randomness. With start = "shared" (or when [models] names existing model
+// directories) one start serves every seed and only the arms' randomness
+// (red-teaming, repair, sampling) varies with the seed.
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+
+	toml "github.com/pelletier/go-toml/v2"
+
+	"github.com/ares-rlhf/ares/engine/judge"
+	"github.com/ares-rlhf/ares/engine/model"
+	"github.com/ares-rlhf/ares/engine/probes"
+	"github.com/ares-rlhf/ares/engine/synth"
+	"github.com/ares-rlhf/ares/engine/torch"
+	"github.com/ares-rlhf/ares/engine/world"
+)
+
+// Study is the study's config file. Besides the sections below, every
+// sizing section of demo's Config may appear at the top level ([model],
+// [sft], [rm], [redteam], [detect], [rm_repair], [policy_repair], joint_bt,
+// eval_k, max_new_tokens); they override the defaults of study.size.
+type Study struct {
+	Study StudySection `toml:"study"`
+	World StudyWorld   `toml:"world"`
+	Data  StudyData    `toml:"data"`
+	// Config sizes every phase (flattened into the top level of the file).
+	synth.Config
+	Models StudyModels  `toml:"models"`
+	Probes StudyProbes  `toml:"probes"`
+	Judge  judge.Config `toml:"judge"`
+
+	file string // where the config was read from, for error messages
+}
+
+// StudySection says what to run.
+type StudySection struct {
+	// Name labels the run in the report.
+	Name string `toml:"name"`
+	// Size is "quick" or "full": the demo's reduced or full size, the base
+	// that every other sizing key overrides. Default "quick".
+	Size string `toml:"size"`
+	// Seeds: one start (per-seed mode) and one run of every arm per seed.
+	// Default [1, 2, 3].
+	Seeds []int64 `toml:"seeds"`
+	// Arms to run, in report order: baseline, policy-only, ares, joint.
+	// Default all four.
+	Arms []string `toml:"arms"`
+	// Start is "per-seed" (default: a start built with each seed) or
+	// "shared" (one start, built with the first seed, for every seed).
+	Start string `toml:"start"`
+	// Out is the output directory. Default "out/study".
+	Out string `toml:"out"`
+	// Device ("cpu", "cuda", "cuda:N") and DType ("float32", "bfloat16",
+	// "float16") of every model. Defaults "cpu" and "float32".
+	Device string `toml:"device"`
+	DType  string `toml:"dtype"`
+}
+
+// StudyWorld selects the synthetic world's component library.
+type StudyWorld struct {
+	// Library is a component library TOML; empty: the embedded default.
+	Library string `toml:"library"`
+}
+
+// StudyData sizes the synthetic world's data sets (0: the size's default).
+type StudyData struct {
+	Harm       int `toml:"harm"`
+	Benign     int `toml:"benign"`
+	Lookalike  int `toml:"lookalike"`
+	PerCell    int `toml:"per_cell"`
+	BenignEval int `toml:"benign_eval"`
+}
+
+// StudyModels names existing starting models instead of training them.
+type StudyModels struct {
+	// Policy and RM are model directories (config.json, safetensors,
+	// tokenizer.json whose chat-template tokens are specials). Both or
+	// neither; with them the start is shared by every seed.
+	Policy string `toml:"policy"`
+	RM     string `toml:"rm"`
+}
+
+// StudyProbes names probe sets in place of the synthetic world's.
+type StudyProbes struct {
+	// Eval is a probes JSONL (engine/probes format) that replaces the
+	// world's held-out probes. Harm probes need y_harm and y_safe (RM
+	// pairwise accuracy); benign probes an answer; look-alikes are counted
+	// as over-refused when the answer carries the library's refusal markers.
+	Eval string `toml:"eval"`
+	// Redteam is a probes JSONL to red-team from as a fixed pool instead of
+	// the mentor's composition from the library: its harm probes (with
+	// y_harm and y_safe) in a seeded order, budget/k of them.
+	Redteam string `toml:"redteam"`
+}
+
+// DefaultStudy is the config every file is read over.
+func DefaultStudy(size string) Study {
+	return Study{
+		Study: StudySection{Size: size, Seeds: []int64{1, 2, 3}, Arms: append([]string(nil), Arms...), Out: "out/study",
+			Device: "cpu", DType: "float32"},
+		Config: synth.DefaultConfig(size != "full"),
+		Judge:  judge.Config{Kind: "oracle"},
+	}
+}
+
+// unsetSeed marks the seed keys that the study owns.
+const unsetSeed = math.MinInt64
+
+// LoadStudy reads a study config over DefaultStudy(study.size), rejecting
+// unknown keys with the file, line and key named, and checks it.
+func LoadStudy(path string) (*Study, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStudy(data, path)
+}
+
+// ParseStudy is LoadStudy on data read from name.
+func ParseStudy(data []byte, name string) (*Study, error) {
+	// First pass: only the size, which picks the defaults. Syntax errors
+	// are left to the strict pass, which names the line.
+	var pre struct {
+		Study struct {
+			Size string `toml:"size"`
+		} `toml:"study"`
+	}
+	_ = toml.Unmarshal(data, &pre)
+	size := pre.Study.Size
+	if size == "" {
+		size = "quick"
+	}
+	c := DefaultStudy(size)
+	c.file = name
+	c.Config.Seed, c.RedTeam.Seed = unsetSeed, unsetSeed
+	c.Study.Seeds = nil
+	if err := world.DecodeStrict(data, name, &c); err != nil {
+		return nil, err
+	}
+	if len(c.Study.Seeds) == 0 {
+		c.Study.Seeds = []int64{1, 2, 3}
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Study) errf(key, format string, a ...any) error {
+	return &world.Error{File: c.file, Line: lineOf(c.file, key), Key: key, Msg: fmt.Sprintf(format, a...)}
+}
+
+// lineOf finds the line that sets key (a dotted path) in file, or 0.
+func lineOf(file, key string) int {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	parts := strings.Split(key, ".")
+	leaf, table := parts[len(parts)-1], strings.Join(parts[:len(parts)-1], ".")
+	cur := ""
+	for i, ln := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(ln)
+		if strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") && !strings.HasPrefix(t, "[[") {
+			cur = strings.TrimSpace(strings.Trim(t, "[]"))
+			continue
+		}
+		if k, _, ok := strings.Cut(t, "="); ok && cur == table && strings.TrimSpace(k) == leaf {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func (c *Study) check() error {
+	var errs []error
+	add := func(e error) { errs = append(errs, e) }
+	if c.Config.Seed != unsetSeed {
+		add(c.errf("seed", "the study sets the seed; list seeds in study.seeds"))
+	}
+	if c.RedTeam.Seed != unsetSeed {
+		add(c.errf("redteam.seed", "the study sets the red-teaming seed; list seeds in study.seeds"))
+	}
+	c.Config.Seed, c.RedTeam.Seed = 0, 0
+	switch c.Study.Size {
+	case "quick", "full":
+	default:
+		add(c.errf("study.size", "%q is not quick or full", c.Study.Size))
+	}
+	seen := map[int64]bool{}
+	for _, s := range c.Study.Seeds {
+		if seen[s] {
+			add(c.errf("study.seeds", "seed %d is listed twice", s))
+		}
+		seen[s] = true
+	}
+	if len(c.Study.Arms) == 0 {
+		add(c.errf("study.arms", "no arms to run"))
+	}
+	armSeen := map[string]bool{}
+	for _, a := range c.Study.Arms {
+		known := false
+		for _, k := range Arms {
+			known = known || a == k
+		}
+		if !known {
+			add(c.errf("study.arms", "%q is not one of %s", a, strings.Join(Arms, ", ")))
+		}
+		if armSeen[a] {
+			add(c.errf("study.arms", "%q is listed twice", a))
+		}
+		armSeen[a] = true
+	}
+	if (c.Models.Policy == "") != (c.Models.RM == "") {
+		add(c.errf("models", "models.policy and models.rm go together"))
+	}
+	switch c.Study.Start {
+	case "":
+		c.Study.Start = "per-seed"
+		if c.Models.Policy != "" {
+			c.Study.Start = "shared"
+		}
+	case "per-seed":
+		if c.Models.Policy != "" {
+			add(c.errf("study.start", "per-seed starts are trained by the study; with [models] the start is shared"))
+		}
+	case "shared":
+	default:
+		add(c.errf("study.start", "%q is not per-seed or shared", c.Study.Start))
+	}
+	if c.Study.Out == "" {
+		add(c.errf("study.out", "an output directory is required"))
+	}
+	if _, err := c.placement(); err != nil {
+		add(err)
+	}
+	switch c.Judge.Kind {
+	case "", "oracle", "classifier", "http", "command":
+	default:
+		add(c.errf("judge.kind", "%q is not one of oracle, classifier, http, command", c.Judge.Kind))
+	}
+	return errors.Join(errs...)
+}
+
+// dataOptions are the world data sizes: the size's defaults, then [data].
+func (c *Study) dataOptions() world.DataOptions {
+	o := c.Config.Data
+	set := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	set(&o.Harm, c.Data.Harm)
+	set(&o.Benign, c.Data.Benign)
+	set(&o.Lookalike, c.Data.Lookalike)
+	set(&o.PerCell, c.Data.PerCell)
+	set(&o.BenignEval, c.Data.BenignEval)
+	return o
+}
+
+// library loads the configured component library.
+func (c *Study) library() (*world.Library, error) {
+	if c.World.Library == "" {
+		return world.Default(), nil
+	}
+	return world.LoadFile(c.World.Library)
+}
+
+// placement parses study.device and study.dtype.
+func (c *Study) placement() (model.Options, error) {
+	dev, err := torch.ParseDevice(c.Study.Device)
+	if err != nil {
+		return model.Options{}, c.errf("study.device", "%v", err)
+	}
+	dt, err := torch.ParseDType(c.Study.DType)
+	if err != nil || !dt.IsFloat() {
+		return model.Options{}, c.errf("study.dtype", "%q is not float32, bfloat16 or float16", c.Study.DType)
+	}
+	return model.Options{Device: dev, DType: dt}, nil
+}
+
+func (c *Study) oracle() bool { return c.Judge.Kind == "" || c.Judge.Kind == "oracle" }
+
+// evalProbes reads [probes] eval and checks that the study can measure it.
+func (c *Study) evalProbes() ([]probes.Probe, error) {
+	return c.readProbes("probes.eval", c.Probes.Eval, true)
+}
+
+// redteamProbes reads [probes] redteam, the fixed red-teaming pool.
+func (c *Study) redteamProbes() ([]probes.Probe, error) {
+	return c.readProbes("probes.redteam", c.Probes.Redteam, false)
+}
+
+// readProbes reads a probe file. Every harm probe needs y_harm and y_safe:
+// RM pairwise accuracy and Type A need the RM's view of both. The oracle
+// judge recognises only the synthetic world's payload markers, so with it
+// the probes must come from the world.
+func (c *Study) readProbes(key, path string, eval bool) ([]probes.Probe, error) {
+	if path == "" {
+		return nil, nil
+	}
+	ps, err := probes.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var harm int
+	for i := range ps {
+		p := &ps[i]
+		if p.Kind != probes.KindHarm {
+			continue
+		}
+		harm++
+		if p.YHarm == "" || p.YSafe == "" {
+			return nil, fmt.Errorf("%s: probe %q has no y_harm or y_safe: the study compares the RM's scores of both on every harm probe", path, p.ID)
+		}
+		if c.oracle() && p.Source != "" && p.Source != "world" {
+			return nil, fmt.Errorf("%s: probe %q comes from %q: the oracle judge recognises only the synthetic world's payload markers; set [judge] kind to classifier, http or command", path, p.ID, p.Source)
+		}
+	}
+	if harm == 0 {
+		what := "to measure Type A/B/C on"
+		if !eval {
+			what = "to red-team with"
+		}
+		return nil, fmt.Errorf("%s (%s): no harm probes %s", path, key, what)
+	}
+	return ps, nil
+}
