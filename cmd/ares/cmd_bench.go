@@ -92,7 +92,7 @@ func runBenchStudy(args []string) error {
 	}
 	var tbl strings.Builder
 	res.WriteTable(&tbl)
-	fmt.Printf("\nheld-out evaluation, mean ± sd over %d seeds (%s in all):\n\n%s\ngoals:\n", len(res.Seeds), time.Since(t0).Round(time.Second), tbl.String())
+	fmt.Printf("\nheld-out evaluation, mean [95%% CI] over %d seeds (%s in all):\n\n%s\ngoals:\n", len(res.Seeds), time.Since(t0).Round(time.Second), tbl.String())
 	var goals strings.Builder
 	res.WriteGoals(&goals)
 	fmt.Print(goals.String())

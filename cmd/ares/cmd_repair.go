@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ares-rlhf/ares/checkpoints"
 	"github.com/ares-rlhf/ares/engine/detect"
@@ -358,11 +359,15 @@ func runRepair(args []string) error {
 	if err != nil {
 		return err
 	}
-	rmPairs, pd := pipeline.RepairData(findings)
+	var pd repair.PolicyData
 	if err := f.fillPolicyData(cfg, &pd); err != nil {
 		return err
 	}
 	replay, err := f.replayPairs(cfg)
+	if err != nil {
+		return err
+	}
+	mode, err := pipeline.ParseMode(stage)
 	if err != nil {
 		return err
 	}
@@ -379,74 +384,57 @@ func runRepair(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "findings: %d RM repair pairs (A+C), %d policy prompts (B+C), %d harmful responses\n", len(rmPairs), len(pd.Prompts), len(pd.Harmful))
-	if stage == "rm" || stage == "both" {
-		dp, err := f.share(rm)
-		if err != nil {
+	ms := pipeline.Models{RM: rm, Codec: codec}
+	if mode != pipeline.ModeRM {
+		if ms.Policy, err = model.Load(cfg.Models.Policy, model.CausalLM, o); err != nil {
 			return err
 		}
-		io, done, err := stageIO(cfg, f, "rm-repair", dp)
-		if err != nil {
+		defer ms.Policy.Close()
+		refDir := cfg.Models.Reference
+		if refDir == "" {
+			refDir = cfg.Models.Policy
+		}
+		if ms.Ref, err = model.Load(refDir, model.CausalLM, o); err != nil {
 			return err
 		}
-		_, err = repair.RepairRM(rm, codec, rmPairs, replay, cfg.RMRepair, cfg.Run.Seed, io)
-		done()
-		if err != nil {
-			return err
-		}
-		if err := f.saveModel(rm, tok, filepath.Join(cfg.Run.Out, "rm"), model.Reward); err != nil {
-			return err
-		}
-		if acc, err := repair.PairAccuracy(context.Background(), &repair.RM{M: rm, C: codec}, rmPairs); err == nil {
-			fmt.Fprintf(os.Stderr, "RM accuracy on the repair pairs: %.1f%%\n", 100*acc)
-		}
-		if stage == "rm" {
+		defer ms.Ref.Close()
+	}
+	data := pipeline.Data{Findings: findings, Replay: replay, Benign: pd.Replay, Lookalikes: pd.Lookalikes}
+	opts := pipeline.Options{Mode: mode, RMRepair: cfg.RMRepair, PolicyRepair: cfg.PolicyRepair, JointBT: cfg.Joint.BT, Seed: cfg.Run.Seed}
+	res, err := pipeline.Repair(context.Background(), ms, data, opts, pipeline.Hooks{
+		IO: func(stage string, trained ...*model.Transformer) (repair.RunIO, func(), error) {
+			dp, err := f.share(trained...)
+			if err != nil {
+				return repair.RunIO{}, nil, err
+			}
+			return stageIO(cfg, f, stage, dp)
+		},
+		Done: func(stage string) error {
+			if stage == pipeline.StageRM || stage == pipeline.StageJoint {
+				if err := f.saveModel(rm, tok, filepath.Join(cfg.Run.Out, "rm"), model.Reward); err != nil {
+					return err
+				}
+			}
+			if stage == pipeline.StageRM {
+				rmPairs, _ := pipeline.RepairData(findings)
+				if acc, err := repair.PairAccuracy(context.Background(), &repair.RM{M: rm, C: codec}, rmPairs); err == nil {
+					fmt.Fprintf(os.Stderr, "RM accuracy on the repair pairs: %.1f%%\n", 100*acc)
+				}
+			}
+			if stage == pipeline.StagePolicy || stage == pipeline.StageJoint {
+				return f.saveModel(ms.Policy, tok, filepath.Join(cfg.Run.Out, "policy"), model.CausalLM)
+			}
 			return nil
-		}
-	}
-	pol, err := model.Load(cfg.Models.Policy, model.CausalLM, o)
+		},
+		Log: func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) },
+	})
 	if err != nil {
 		return err
 	}
-	defer pol.Close()
-	refDir := cfg.Models.Reference
-	if refDir == "" {
-		refDir = cfg.Models.Policy
+	if len(res.Ran) == 0 {
+		return fmt.Errorf("%s: nothing to repair in --stage %s: %s", cfg.Data.Findings, stage, strings.Join(res.Skipped, "; "))
 	}
-	ref, err := model.Load(refDir, model.CausalLM, o)
-	if err != nil {
-		return err
-	}
-	defer ref.Close()
-	var joint *repair.JointRM
-	label := "policy-repair"
-	if stage == "joint" {
-		joint = &repair.JointRM{M: rm, Pairs: rmPairs, Optim: cfg.RMRepair.Optim, BT: cfg.Joint.BT, BTOpt: cfg.RMRepair.BT}
-		label = "joint"
-	}
-	shared := []*model.Transformer{pol, ref}
-	if joint != nil {
-		shared = append(shared, rm)
-	}
-	dp, err := f.share(shared...)
-	if err != nil {
-		return err
-	}
-	io, done, err := stageIO(cfg, f, label, dp)
-	if err != nil {
-		return err
-	}
-	_, err = repair.RepairPolicy(pol, ref, rm, codec, pd, cfg.PolicyRepair, joint, cfg.Run.Seed+1, io)
-	done()
-	if err != nil {
-		return err
-	}
-	if stage == "joint" {
-		if err := f.saveModel(rm, tok, filepath.Join(cfg.Run.Out, "rm"), model.Reward); err != nil {
-			return err
-		}
-	}
-	return f.saveModel(pol, tok, filepath.Join(cfg.Run.Out, "policy"), model.CausalLM)
+	return nil
 }
 
 func (f *runFlags) fillPolicyData(cfg *repair.RunConfig, pd *repair.PolicyData) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -233,9 +234,10 @@ func TestDataParallelEqualsOneProcess(t *testing.T) {
 
 func TestDemoReportFiles(t *testing.T) {
 	out := t.TempDir()
-	ev := &repair.Eval{TypeC: 0.1, TypeB: 0.2, HarmRate: 0.3, RMSafetyAcc: 0.7, Capability: 0.4, OverRefusal: 0.2}
+	ev := &repair.Eval{TypeC: 0.1, TypeB: 0.2, HarmRate: 0.3, RMSafetyAcc: 0.7, Capability: 0.4, OverRefusal: 0.2, TypeCCoupled: 0.3, RMAccMissing: math.NaN()}
 	after := &repair.Eval{RMSafetyAcc: 0.9, Capability: 0.4}
-	if err := writeDemoReport(out, synth.DefaultConfig(true), true, ev, &study.ArmResult{After: after, Findings: map[string]int{"C": 3}}, "| table |", time.Second); err != nil {
+	res := &study.DemoResult{Start: ev, Repaired: after, FreshARES: after, FreshOrig: ev, Findings: map[string]int{"C": 3}, Wall: time.Second}
+	if err := writeDemoReport(out, synth.DefaultConfig(true), true, res, "| table |"); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"report.md", "results.json", "rates.svg"} {
@@ -244,7 +246,7 @@ func TestDemoReportFiles(t *testing.T) {
 			t.Fatalf("%s: %v", f, err)
 		}
 	}
-	if b, _ := os.ReadFile(filepath.Join(out, "rates.svg")); !strings.HasPrefix(string(b), "<svg") || !strings.Contains(string(b), "Type C") {
+	if b, _ := os.ReadFile(filepath.Join(out, "rates.svg")); !strings.HasPrefix(string(b), "<svg") || !strings.Contains(string(b), "coupled Type C") {
 		t.Fatal("rates.svg is not the chart")
 	}
 }

@@ -53,15 +53,17 @@ type rollout struct {
 	responseLen        float64 // mean response tokens, end-of-turn included
 }
 
-// JointRM is the RM side of joint mode: it is trained in the same step with
-// Bradley-Terry on the repair pairs (weight BT) while its current scores are
-// the policy's reward.
+// JointRM is the RM side of joint mode: in every step the RM is trained on
+// the same objective as stage 1 (Bradley-Terry on the repair pairs, replay
+// of general preference pairs, the score anchor; weight BT in the joint
+// loss) while its current scores are the policy's reward. Its learning-rate
+// schedule runs over the policy's steps.
 type JointRM struct {
-	M     *model.Transformer
-	Pairs []Pair
-	Optim Optim
-	BT    float64
-	BTOpt loss.BTOptions
+	M      *model.Transformer
+	Pairs  []Pair   // repair pairs (A and C findings)
+	Replay []Pair   // general preference pairs: replay and anchor, as in stage 1
+	Repair RMRepair // the RM objective and optimizer; Steps is taken from the policy
+	BT     float64
 }
 
 // RepairPolicy runs stage 2 — Dr. GRPO against rm on the finding prompts,
@@ -87,11 +89,18 @@ func RepairPolicy(pol, ref, rm *model.Transformer, c *Codec, data PolicyData, o 
 	if err != nil {
 		return nil, err
 	}
-	groups := []*train.Group{modelGroup("policy", pol, o.Optim)}
-	var jointPairs encodedPairs
+	var jointOb *rmObjective
 	if joint != nil {
-		groups = append(groups, modelGroup("rm", joint.M, joint.Optim))
-		jointPairs = encodePairs(c, joint.Pairs)
+		// The anchor's reference scores are taken before any update.
+		if jointOb, err = newRMObjective(joint.M, c, joint.Pairs, joint.Replay, joint.Repair, io); err != nil {
+			return nil, err
+		}
+	}
+	groups := []*train.Group{modelGroup("policy", pol, o.Optim)}
+	if joint != nil {
+		ro := joint.Repair.Optim
+		ro.Steps = o.Steps
+		groups = append(groups, modelGroup("rm", joint.M, ro))
 	} else {
 		rm.SetTrainable(false)
 	}
@@ -160,19 +169,15 @@ func RepairPolicy(pol, ref, rm *model.Transformer, c *Codec, data PolicyData, o 
 				terms = append(terms, loss.Term{Name: "replay", Weight: o.Replay, Loss: l})
 			}
 			if joint != nil && joint.BT > 0 {
-				idx := pick(r, len(joint.Pairs), joint.Optim.Batch)
-				lo, hi := io.shard(len(idx))
-				if hi == lo {
-					err = fmt.Errorf("joint BT batch %d is smaller than the world size", len(idx))
-					return
-				}
-				ch, rj, e := pairScores(s, joint.M, c, jointPairs, idx[lo:hi])
+				l, rmMetrics, e := jointOb.loss(s, r, io)
 				if e != nil {
 					err = e
 					return
 				}
-				terms = append(terms, loss.Term{Name: "bt", Weight: joint.BT, Loss: loss.BradleyTerry(ch, rj, joint.BTOpt)})
-				metrics["rm_accuracy"] = loss.PairAccuracy(ch.Detach().Float32s(), rj.Detach().Float32s())
+				terms = append(terms, loss.Term{Name: "rm", Weight: joint.BT, Loss: l})
+				for k, v := range rmMetrics {
+					metrics["rm_"+k] = v
+				}
 			}
 			var parts map[string]float64
 			total, parts = loss.Weighted(terms...)

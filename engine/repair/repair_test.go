@@ -1,6 +1,7 @@
 package repair
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"strings"
@@ -139,10 +140,18 @@ func TestPolicyRepairRaisesReward(t *testing.T) {
 	// Joint mode: the RM is updated in the same steps.
 	var w0, w1 []byte
 	torch.Try(func() { w0 = rm.Tensors()[len(rm.Tensors())-1].Bytes() })
-	j := &JointRM{M: rm, Pairs: []Pair{{"say red", "red", "bad"}}, Optim: Optim{LR: 1e-2, Batch: 2, Clip: 1}, BT: 1}
+	// Its loss is stage 1's: repair pairs, replay and the anchor.
+	j := &JointRM{M: rm, Pairs: []Pair{{"say red", "red", "bad"}}, Replay: []Pair{{"say blue", "blue", "bad"}},
+		Repair: RMRepair{Optim: Optim{Steps: 50, LR: 1e-2, Batch: 2, Clip: 1}, ReplayRatio: 0.5, Anchor: 0.1, AnchorSize: 4}, BT: 1}
 	o.Steps = 2
-	if _, err := RepairPolicy(pol, ref, rm, c, data, o, j, 6, RunIO{}); err != nil {
+	var jm bytes.Buffer
+	if _, err := RepairPolicy(pol, ref, rm, c, data, o, j, 6, RunIO{Metrics: &jm}); err != nil {
 		t.Fatal(err)
+	}
+	for _, k := range []string{`"loss/rm"`, `"rm_accuracy"`, `"rm_replay_accuracy"`, `"rm_anchor"`} {
+		if !strings.Contains(jm.String(), k) {
+			t.Fatalf("joint metrics lack %s: %s", k, jm.String())
+		}
 	}
 	torch.Try(func() { w1 = rm.Tensors()[len(rm.Tensors())-1].Bytes() })
 	if string(w0) == string(w1) {

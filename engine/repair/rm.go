@@ -88,92 +88,122 @@ type RMRepair struct {
 // y_harm of Type A and C findings), replay of general preference data at
 // ReplayRatio, and the score anchor.
 func RepairRM(m *model.Transformer, c *Codec, repairPairs, replay []Pair, o RMRepair, seed int64, io RunIO) (*train.Trainer, error) {
+	ob, err := newRMObjective(m, c, repairPairs, replay, o, io)
+	if err != nil {
+		return nil, err
+	}
+	groups := []*train.Group{modelGroup("rm", m, o.Optim)}
+	defer closeGroups(groups)
+	return runTrainer(io, o.Optim, groups, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
+		var l *torch.Tensor
+		var metrics map[string]float64
+		var err error
+		t.Phase("forward", func() {
+			l, metrics, err = ob.loss(s, stepRand(seed, step, micro), io)
+		})
+		return train.Micro{Loss: l, Metrics: metrics}, err
+	})
+}
+
+// rmObjective is the RM repair loss, written once for stage 1 and for the
+// RM side of joint mode: Bradley-Terry on the repair pairs, Bradley-Terry on
+// a ReplayRatio share of general preference pairs, and the squared change
+// of the RM's scores on a frozen anchor set.
+type rmObjective struct {
+	m          *model.Transformer
+	c          *Codec
+	o          RMRepair
+	rep, rpl   encodedPairs
+	nRep, nRpl int // pairs per batch from each set
+	anchor     encodedPairs
+	ref        []float64 // anchor scores before any update: chosen, rejected per pair
+}
+
+// newRMObjective encodes the data and scores the anchor set with m as it is
+// now, before any update.
+func newRMObjective(m *model.Transformer, c *Codec, repairPairs, replay []Pair, o RMRepair, io RunIO) (*rmObjective, error) {
 	if len(repairPairs) == 0 {
 		return nil, fmt.Errorf("rm repair: no Type A or C findings with y_safe and y_harm to learn from")
 	}
-	rep := encodePairs(c, repairPairs)
-	rpl := encodePairs(c, replay)
-	nReplay := int(float64(o.Batch)*o.ReplayRatio + 0.5)
+	ob := &rmObjective{m: m, c: c, o: o, rep: encodePairs(c, repairPairs), rpl: encodePairs(c, replay)}
+	ob.nRpl = int(float64(o.Batch)*o.ReplayRatio + 0.5)
 	if len(replay) == 0 {
-		nReplay = 0
+		ob.nRpl = 0
 	}
-	if err := io.checkDivisible("rm_repair replay share", nReplay); err != nil {
+	ob.nRep = o.Batch - ob.nRpl
+	if err := io.checkDivisible("rm_repair replay share", ob.nRpl); err != nil {
 		return nil, err
 	}
-	if err := io.checkDivisible("rm_repair repair share", o.Batch-nReplay); err != nil {
+	if err := io.checkDivisible("rm_repair repair share", ob.nRep); err != nil {
 		return nil, err
 	}
-	// Frozen reference scores of the anchor set, taken before any update.
+	if o.Anchor <= 0 {
+		return ob, nil
+	}
 	var anchorP, anchorR []string
 	for i := 0; i < len(replay) && i < o.AnchorSize; i++ {
 		anchorP = append(anchorP, replay[i].Prompt, replay[i].Prompt)
 		anchorR = append(anchorR, replay[i].Chosen, replay[i].Rejected)
 	}
-	ref, err := (&RM{M: m, C: c}).Score(context.Background(), anchorP, anchorR)
-	if err != nil {
+	var err error
+	if ob.ref, err = (&RM{M: m, C: c}).Score(context.Background(), anchorP, anchorR); err != nil {
 		return nil, err
 	}
-	anchorE := encodePairs(c, anchorPairs(anchorP, anchorR))
-	groups := []*train.Group{modelGroup("rm", m, o.Optim)}
-	defer closeGroups(groups)
-	return runTrainer(io, o.Optim, groups, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
-		r := stepRand(seed, step, micro)
-		var l *torch.Tensor
-		metrics := map[string]float64{}
-		var err error
-		t.Phase("forward", func() {
-			idx := pick(r, len(repairPairs), o.Batch-nReplay)
-			lo, hi := io.shard(len(idx))
-			ch, rj, e := pairScores(s, m, c, rep, idx[lo:hi])
-			if e != nil {
-				err = e
-				return
-			}
-			l = loss.BradleyTerry(ch, rj, o.BT)
-			metrics["accuracy"] = loss.PairAccuracy(ch.Detach().Float32s(), rj.Detach().Float32s())
-			if nReplay > 0 {
-				ridx := pick(r, len(replay), nReplay)
-				rlo, rhi := io.shard(len(ridx))
-				rc, rr, e := pairScores(s, m, c, rpl, ridx[rlo:rhi])
-				if e != nil {
-					err = e
-					return
-				}
-				// Each pair weighs the same whichever set it comes from.
-				frac := float64(nReplay) / float64(o.Batch)
-				l = l.MulScalar(1 - frac).Add(loss.BradleyTerry(rc, rr, o.BT).MulScalar(frac))
-				metrics["replay_accuracy"] = loss.PairAccuracy(rc.Detach().Float32s(), rr.Detach().Float32s())
-			}
-			if o.Anchor > 0 && len(ref) > 0 {
-				ab := o.AnchorBatch
-				if ab <= 0 {
-					ab = o.Batch
-				}
-				n := min(ab, len(ref)/2)
-				if io.DP != nil && io.DP.Size() > 1 {
-					n -= n % io.DP.Size()
-				}
-				all := pick(r, len(ref)/2, n)
-				alo, ahi := io.shard(n)
-				aidx := all[alo:ahi]
-				n = len(aidx)
-				ac, ar, e := pairScores(s, m, c, anchorE, aidx)
-				if e != nil {
-					err = e
-					return
-				}
-				refs := make([]float32, 2*n)
-				for i, j := range aidx {
-					refs[i], refs[n+i] = float32(ref[2*j]), float32(ref[2*j+1])
-				}
-				refT := s.Own(torch.FromSlice(refs)).ToDevice(m.Device).To(ac.DType())
-				a := loss.ScoreAnchor(torch.Cat([]*torch.Tensor{ac, ar}, 0), refT)
-				metrics["anchor"] = a.Item()
-				l = l.Add(a.MulScalar(o.Anchor))
-			}
-		})
-		return train.Micro{Loss: l, Metrics: metrics}, err
-	})
+	ob.anchor = encodePairs(c, anchorPairs(anchorP, anchorR))
+	return ob, nil
+}
+
+// loss is one batch of the objective, drawn with r.
+func (ob *rmObjective) loss(s *torch.Scope, r interface{ Intn(int) int }, io RunIO) (*torch.Tensor, map[string]float64, error) {
+	m, c, o := ob.m, ob.c, ob.o
+	metrics := map[string]float64{}
+	idx := pick(r, len(ob.rep.prompt), ob.nRep)
+	lo, hi := io.shard(len(idx))
+	ch, rj, err := pairScores(s, m, c, ob.rep, idx[lo:hi])
+	if err != nil {
+		return nil, nil, err
+	}
+	l := loss.BradleyTerry(ch, rj, o.BT)
+	metrics["accuracy"] = loss.PairAccuracy(ch.Detach().Float32s(), rj.Detach().Float32s())
+	if ob.nRpl > 0 {
+		ridx := pick(r, len(ob.rpl.prompt), ob.nRpl)
+		rlo, rhi := io.shard(len(ridx))
+		rc, rr, err := pairScores(s, m, c, ob.rpl, ridx[rlo:rhi])
+		if err != nil {
+			return nil, nil, err
+		}
+		// Each pair weighs the same whichever set it comes from.
+		frac := float64(ob.nRpl) / float64(o.Batch)
+		l = l.MulScalar(1 - frac).Add(loss.BradleyTerry(rc, rr, o.BT).MulScalar(frac))
+		metrics["replay_accuracy"] = loss.PairAccuracy(rc.Detach().Float32s(), rr.Detach().Float32s())
+	}
+	if o.Anchor > 0 && len(ob.ref) > 0 {
+		ab := o.AnchorBatch
+		if ab <= 0 {
+			ab = o.Batch
+		}
+		n := min(ab, len(ob.ref)/2)
+		if io.DP != nil && io.DP.Size() > 1 {
+			n -= n % io.DP.Size()
+		}
+		all := pick(r, len(ob.ref)/2, n)
+		alo, ahi := io.shard(n)
+		aidx := all[alo:ahi]
+		n = len(aidx)
+		ac, ar, err := pairScores(s, m, c, ob.anchor, aidx)
+		if err != nil {
+			return nil, nil, err
+		}
+		refs := make([]float32, 2*n)
+		for i, j := range aidx {
+			refs[i], refs[n+i] = float32(ob.ref[2*j]), float32(ob.ref[2*j+1])
+		}
+		refT := s.Own(torch.FromSlice(refs)).ToDevice(m.Device).To(ac.DType())
+		a := loss.ScoreAnchor(torch.Cat([]*torch.Tensor{ac, ar}, 0), refT)
+		metrics["anchor"] = a.Item()
+		l = l.Add(a.MulScalar(o.Anchor))
+	}
+	return l, metrics, nil
 }
 
 func anchorPairs(p, r []string) []Pair {

@@ -94,7 +94,7 @@ func TestStudyRealModelPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Complete || len(res.Rows) != 1 || res.Rows[0].Before.HarmProbes == 0 {
+	if !res.Complete || len(res.Rows) < 2 || res.Rows[0].Phase != PhaseStart || res.Rows[0].Eval.HarmProbes == 0 {
 		t.Fatalf("result: complete %v, %d rows", res.Complete, len(res.Rows))
 	}
 	fs, err := detect.ReadFindings(filepath.Join(st.Study.Out, "seed1", "arms", "policy-only-seed1", "findings.jsonl"))

@@ -102,7 +102,8 @@ func RunStudy(ctx context.Context, cfg *Study, env synth.Env) (*StudyResult, err
 		if evalSet != nil || pool != nil {
 			w := *st.World
 			if evalSet != nil {
-				w.Eval = evalSet
+				// The world's coupled-cell probes belong to its own eval set.
+				w.Eval, w.Coupled = evalSet, nil
 			}
 			w.Pool = pool
 			st.World = &w
@@ -117,8 +118,9 @@ func RunStudy(ctx context.Context, cfg *Study, env synth.Env) (*StudyResult, err
 			return res, fmt.Errorf("seed %d: evaluating the start: %w", seed, err)
 		}
 		res.HarmProbes = before.HarmProbes
-		env.Logf("study: seed %d start: Type C %.1f%%, Type A %.1f%%, Type B %.1f%%, RM replay %.1f%%, capability %.1f%%, over-refusal %.1f%%",
-			seed, 100*before.TypeC, 100*before.TypeA, 100*before.TypeB, 100*before.RMReplayAcc, 100*before.Capability, 100*before.OverRefusal)
+		env.Logf("study: seed %d start: coupled-cell Type C %.1f%% (sample harm %.1f%%), Type C %.1f%%, Type A %.1f%%, Type B %.1f%%, capability %.1f%%, over-refusal %.1f%%",
+			seed, 100*before.TypeCCoupled, 100*before.HarmSampleRateCoupled, 100*before.TypeC, 100*before.TypeA, 100*before.TypeB, 100*before.Capability, 100*before.OverRefusal)
+		fresh := &FreshCache{}
 		for _, arm := range cfg.Study.Arms {
 			eta := ""
 			if done > 0 {
@@ -127,7 +129,7 @@ func RunStudy(ctx context.Context, cfg *Study, env synth.Env) (*StudyResult, err
 				eta = fmt.Sprintf(", about %s left", (time.Duration(per*float64(total-done)) * time.Second).Round(time.Second))
 			}
 			env.Logf("study: [%d/%d] seed %d, arm %s%s", done+1, total, seed, arm, eta)
-			ar, err := RunArm(ctx, st, arm, seed, senv)
+			ar, err := RunArm(ctx, st, arm, seed, cfg.Study.Phases, fresh, senv)
 			if err != nil {
 				return res, fmt.Errorf("seed %d, arm %s: %w", seed, arm, err)
 			}
@@ -135,10 +137,17 @@ func RunStudy(ctx context.Context, cfg *Study, env synth.Env) (*StudyResult, err
 				fmt.Fprintln(env.Progress)
 			}
 			done++
-			res.Rows = append(res.Rows, StudyRow{Arm: arm, Seed: seed, Before: before, After: ar.After, Findings: ar.Findings, Wall: ar.Wall})
-			env.Logf("study: seed %d, arm %s: Type C %.1f%% → %.1f%%, RM replay %+.1f pts, capability %+.1f pts, over-refusal %+.1f pts, %.0fs",
-				seed, arm, 100*before.TypeC, 100*ar.After.TypeC, 100*(ar.After.RMReplayAcc-before.RMReplayAcc),
-				100*(ar.After.Capability-before.Capability), 100*(ar.After.OverRefusal-before.OverRefusal), ar.Wall)
+			res.Rows = append(res.Rows, PhaseRow{Arm: arm, Seed: seed, Phase: PhaseStart, Eval: before})
+			res.Rows = append(res.Rows, ar.Rows...)
+			line := fmt.Sprintf("study: seed %d, arm %s: coupled-cell Type C start %.1f%%", seed, arm, 100*before.TypeCCoupled)
+			for _, r := range ar.Rows {
+				line += fmt.Sprintf(", %s %.1f%%", r.Phase, 100*r.Eval.TypeCCoupled)
+			}
+			if r := ar.Row(PhaseRepaired); r != nil {
+				line += fmt.Sprintf("; after repair: capability %+.1f pts, RM held-out %+.1f pts, %.0fs", 100*(r.Eval.Capability-before.Capability),
+					100*(r.Eval.RMHeldoutAcc-before.RMHeldoutAcc), r.Wall)
+			}
+			env.Logf("%s", line)
 		}
 		res.finish(time.Since(t0), si == len(cfg.Study.Seeds)-1)
 		if err := res.Write(env.Out); err != nil {
@@ -172,5 +181,6 @@ func startFromModels(lib *world.Library, c synth.Config, seed int64, ms StudyMod
 		}
 	}
 	c.Seed = seed
-	return &synth.Start{World: synth.BuildWorld(lib, c), Tok: tok, Codec: codec, Cfg: c, PolicyDir: ms.Policy, RMDir: ms.RM}, nil
+	// The given policy is the start and also the fresh_rlhf phase's SFT policy.
+	return &synth.Start{World: synth.BuildWorld(lib, c), Tok: tok, Codec: codec, Cfg: c, SFTDir: ms.Policy, PolicyDir: ms.Policy, RMDir: ms.RM}, nil
 }

@@ -42,8 +42,12 @@ type Study struct {
 	Models StudyModels  `toml:"models"`
 	Probes StudyProbes  `toml:"probes"`
 	Judge  judge.Config `toml:"judge"`
+	// Goals are the goals checked on the results ([[goals]] tables, written
+	// before the run); none: DefaultGoals.
+	Goals []GoalSpec `toml:"goals"`
 
 	file string // where the config was read from, for error messages
+	raw  []byte // its text, for the lines of error messages
 }
 
 // StudySection says what to run.
@@ -56,9 +60,12 @@ type StudySection struct {
 	// Seeds: one start (per-seed mode) and one run of every arm per seed.
 	// Default [1, 2, 3].
 	Seeds []int64 `toml:"seeds"`
-	// Arms to run, in report order: baseline, policy-only, ares, joint.
-	// Default all four.
+	// Arms to run, in report order: baseline, policy-only, policy-only-rl,
+	// ares, joint. Default all five.
 	Arms []string `toml:"arms"`
+	// Phases to evaluate: start and repaired always; rlhf2 and fresh_rlhf
+	// (the durability phases) unless left out. Default all four.
+	Phases []string `toml:"phases"`
 	// Start is "per-seed" (default: a start built with each seed) or
 	// "shared" (one start, built with the first seed, for every seed).
 	Start string `toml:"start"`
@@ -83,6 +90,10 @@ type StudyData struct {
 	Lookalike  int `toml:"lookalike"`
 	PerCell    int `toml:"per_cell"`
 	BenignEval int `toml:"benign_eval"`
+	// PerCoupledCell: held-out harm probes per designed coupled cell.
+	PerCoupledCell int `toml:"per_coupled_cell"`
+	// HeldoutPrefs: pairs of the held-out preference set (RM drift).
+	HeldoutPrefs int `toml:"heldout_prefs"`
 }
 
 // StudyModels names existing starting models instead of training them.
@@ -110,7 +121,7 @@ type StudyProbes struct {
 // DefaultStudy is the config every file is read over.
 func DefaultStudy(size string) Study {
 	return Study{
-		Study: StudySection{Size: size, Seeds: []int64{1, 2, 3}, Arms: append([]string(nil), Arms...), Out: "out/study",
+		Study: StudySection{Size: size, Seeds: []int64{1, 2, 3}, Arms: append([]string(nil), Arms...), Phases: append([]string(nil), Phases...), Out: "out/study",
 			Device: "cpu", DType: "float32"},
 		Config: synth.DefaultConfig(size != "full"),
 		Judge:  judge.Config{Kind: "oracle"},
@@ -145,9 +156,9 @@ func ParseStudy(data []byte, name string) (*Study, error) {
 		size = "quick"
 	}
 	c := DefaultStudy(size)
-	c.file = name
+	c.file, c.raw = name, data
 	c.Config.Seed, c.RedTeam.Seed = unsetSeed, unsetSeed
-	c.Study.Seeds = nil
+	c.Study.Seeds, c.Study.Phases = nil, nil
 	if err := world.DecodeStrict(data, name, &c); err != nil {
 		return nil, err
 	}
@@ -225,6 +236,19 @@ func (c *Study) check() error {
 		}
 		armSeen[a] = true
 	}
+	if len(c.Study.Phases) == 0 {
+		c.Study.Phases = append([]string(nil), Phases...)
+	}
+	for _, p := range c.Study.Phases {
+		if !has(Phases, p) {
+			add(c.errf("study.phases", "%q is not one of %s", p, strings.Join(Phases, ", ")))
+		}
+	}
+	for _, p := range []string{PhaseStart, PhaseRepaired} {
+		if !has(c.Study.Phases, p) {
+			c.Study.Phases = append(c.Study.Phases, p)
+		}
+	}
 	if (c.Models.Policy == "") != (c.Models.RM == "") {
 		add(c.errf("models", "models.policy and models.rm go together"))
 	}
@@ -253,6 +277,7 @@ func (c *Study) check() error {
 	default:
 		add(c.errf("judge.kind", "%q is not one of oracle, classifier, http, command", c.Judge.Kind))
 	}
+	errs = append(errs, c.checkGoals()...)
 	return errors.Join(errs...)
 }
 
@@ -269,6 +294,8 @@ func (c *Study) dataOptions() world.DataOptions {
 	set(&o.Lookalike, c.Data.Lookalike)
 	set(&o.PerCell, c.Data.PerCell)
 	set(&o.BenignEval, c.Data.BenignEval)
+	set(&o.PerCoupledCell, c.Data.PerCoupledCell)
+	set(&o.HeldoutPrefs, c.Data.HeldoutPrefs)
 	return o
 }
 

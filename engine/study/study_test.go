@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -102,77 +101,6 @@ func TestStudyConfigRejects(t *testing.T) {
 	}
 }
 
-// summary makes an arm summary with the given means (one seed).
-func summary(arm string, cBefore, cAfter, replayDrift, capChange, overRefChange float64) []StudyRow {
-	b := &repair.Eval{TypeC: cBefore, RMReplayAcc: 0.8, Capability: 0.5, OverRefusal: 0.1}
-	a := &repair.Eval{TypeC: cAfter, RMReplayAcc: 0.8 + replayDrift, Capability: 0.5 + capChange, OverRefusal: 0.1 + overRefChange}
-	return []StudyRow{{Arm: arm, Seed: 1, Before: b, After: a}}
-}
-
-func goalStatus(gs []GoalCheck) []string {
-	var out []string
-	for _, g := range gs {
-		out = append(out, g.Status)
-	}
-	return out
-}
-
-func TestCheckGoals(t *testing.T) {
-	arms := []string{ArmPolicyOnly, ArmARES}
-	// Every goal met: ARES cuts 0.40 → 0.10 (75%), policy-only 0.40 → 0.30
-	// (25% <= 37.5%), drift -1 pt, capability +2 pts exactly, over-refusal +1.
-	rows := append(summary(ArmARES, 0.40, 0.10, -0.01, 0.02, 0.01), summary(ArmPolicyOnly, 0.40, 0.30, 0, 0, 0)...)
-	gs := CheckGoals(Summarize(rows, arms), ArmARES)
-	if got := strings.Join(goalStatus(gs), ","); got != "met,met,met,met,met" {
-		t.Fatalf("all met: %s\n%+v", got, gs)
-	}
-	if math.Abs(gs[0].Value-0.75) > 1e-12 || math.Abs(gs[1].Limit-0.375) > 1e-12 {
-		t.Fatalf("figures %+v", gs[:2])
-	}
-	// Every goal missed: ARES cuts 50%, policy-only 40% (> 25%), drift -3
-	// pts, capability -2.5 pts, over-refusal +3 pts.
-	rows = append(summary(ArmARES, 0.40, 0.20, -0.03, -0.025, 0.03), summary(ArmPolicyOnly, 0.40, 0.24, 0, 0, 0)...)
-	gs = CheckGoals(Summarize(rows, arms), ArmARES)
-	if got := strings.Join(goalStatus(gs), ","); got != "missed,missed,missed,missed,missed" {
-		t.Fatalf("all missed: %s\n%+v", got, gs)
-	}
-	res := &StudyResult{Goals: gs}
-	var b strings.Builder
-	res.WriteGoals(&b)
-	for _, want := range []string{"cut 50%", "short by 10 percentage points", "over by 1.0 points", "over by 0.5 points"} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("goal report lacks %q:\n%s", want, b.String())
-		}
-	}
-	// Over-refusal falling a lot is fine; capability rising 3 points is not.
-	rows = summary(ArmARES, 0.40, 0.0, 0.0, 0.03, -0.2)
-	gs = CheckGoals(Summarize(rows, []string{ArmARES}), ArmARES)
-	if got := strings.Join(goalStatus(gs), ","); got != "met,not run,met,missed,met" {
-		t.Fatalf("mixed: %s", got)
-	}
-	// No Type C at the start: the cut is undefined, the goal not met.
-	gs = CheckGoals(Summarize(summary(ArmARES, 0, 0, 0, 0, 0), []string{ArmARES}), ArmARES)
-	if gs[0].Status != "missed" || !strings.Contains(gs[0].Measured, "no Type C") {
-		t.Fatalf("no Type C: %+v", gs[0])
-	}
-	if _, err := json.Marshal(gs); err != nil {
-		t.Fatalf("NaN figures must marshal: %v", err)
-	}
-	if gs := CheckGoals(nil, ArmARES); len(gs) != 5 || gs[0].Status != "not run" {
-		t.Fatalf("arm not run: %+v", gs)
-	}
-}
-
-func TestStat(t *testing.T) {
-	s := stat([]float64{1, 2, 3, 4})
-	if s.Mean != 2.5 || math.Abs(s.SD-math.Sqrt(5.0/3)) > 1e-12 || s.N != 4 {
-		t.Fatalf("%+v", s)
-	}
-	if s := stat([]float64{7}); s.Mean != 7 || !math.IsNaN(s.SD) {
-		t.Fatalf("one value: %+v", s)
-	}
-}
-
 // TestRunStudyTiny runs the study end to end at the tiny size: 2 seeds x 2
 // arms, per-seed starts (shared under -short, to halve the training).
 func TestRunStudyTiny(t *testing.T) {
@@ -194,10 +122,14 @@ func TestRunStudyTiny(t *testing.T) {
 	if got := torch.LiveTensors(); got != base {
 		t.Fatalf("live tensors %d after the study, %d before", got, base)
 	}
-	if !res.Complete || len(res.Rows) != 4 || len(res.Summary) != 2 {
+	phases := map[string]bool{}
+	for _, r := range res.Rows {
+		phases[r.Phase] = true
+	}
+	if !res.Complete || !phases[PhaseStart] || !phases[PhaseRepaired] || len(res.Rows) != 4*len(phases) || len(res.Summary) != 2*len(phases) {
 		t.Fatalf("result: complete %v, %d rows, %d summaries", res.Complete, len(res.Rows), len(res.Summary))
 	}
-	for _, f := range []string{"study.md", "study.csv", "study.json", "study-type-c.svg", "study-rm.svg", "study-capability.svg",
+	for _, f := range []string{"study.md", "study.csv", "study.json", "study-type-c-coupled.svg", "study-type-c.svg", "study-rm.svg", "study-capability.svg",
 		"seed1/arms/ares-seed1/findings.jsonl", "seed2/arms/policy-only-seed2/findings.jsonl"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("missing %s: %v", f, err)
@@ -212,7 +144,7 @@ func TestRunStudyTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 5 || strings.Join(recs[0], ",") != strings.Join(csvHeader, ",") {
+	if len(recs) != 1+len(res.Rows) || strings.Join(recs[0], ",") != strings.Join(csvHeader, ",") {
 		t.Fatalf("csv: %d records, header %v", len(recs), recs[0])
 	}
 	got := map[string]bool{}
@@ -225,14 +157,24 @@ func TestRunStudyTiny(t *testing.T) {
 		}
 	}
 	// The seeds share one start in shared mode, and have their own otherwise.
-	if res.Rows[0].Before != res.Rows[1].Before {
+	starts := map[int64]*repair.Eval{}
+	for _, r := range res.Rows {
+		if r.Phase != PhaseStart {
+			continue
+		}
+		if e, ok := starts[r.Seed]; ok && e != r.Eval {
+			t.Fatal("the arms of one seed must share its start evaluation")
+		}
+		starts[r.Seed] = r.Eval
+	}
+	if len(starts) != 2 {
 		t.Fatal("the arms of one seed must share its before-evaluation")
 	}
 	if c.Study.Start == "per-seed" && len(res.StartWall) != 2 || c.Study.Start == "shared" && len(res.StartWall) != 1 {
 		t.Fatalf("%s: %d starts built", c.Study.Start, len(res.StartWall))
 	}
 	// The goal checks follow from the measured numbers.
-	want := CheckGoals(Summarize(res.Rows, c.Study.Arms), ArmARES)
+	want := res.CheckGoals(DefaultGoals())
 	if len(res.Goals) != len(want) {
 		t.Fatalf("goals %d, want %d", len(res.Goals), len(want))
 	}
@@ -242,17 +184,17 @@ func TestRunStudyTiny(t *testing.T) {
 		}
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "study.md"))
-	for _, s := range []string{"| *start* |", "| policy-only |", "| ares |", "## Goals", want[0].Measured, "seeds 1, 2"} {
+	for _, s := range []string{"| policy-only | start |", "| ares | repaired |", "## Goals", want[0].Measured, "seeds 1, 2"} {
 		if !strings.Contains(string(md), s) {
 			t.Errorf("study.md lacks %q", s)
 		}
 	}
 	var js struct {
-		Rows    []StudyRow       `json:"rows"`
+		Rows    []PhaseRow       `json:"rows"`
 		Summary []map[string]any `json:"summary"`
 	}
 	b, _ := os.ReadFile(filepath.Join(out, "study.json"))
-	if err := json.Unmarshal(b, &js); err != nil || len(js.Rows) != 4 || len(js.Summary) != 2 {
+	if err := json.Unmarshal(b, &js); err != nil || len(js.Rows) != len(res.Rows) || len(js.Summary) != len(res.Summary) {
 		t.Fatalf("study.json: %v, %d rows", err, len(js.Rows))
 	}
 }

@@ -262,7 +262,9 @@ func (l *Library) HarmScore(text string) float64 {
 
 // Compose turns a spec into a probe: the prompt, a harmful response y_harm
 // and a safe response y_safe. The seed picks the response templates; the same
-// (spec, seed) always gives the same probe.
+// (spec, seed) always gives the same probe. The spec's pool picks the
+// phrasings: Train uses the training templates and responses.harm/safe, Eval
+// the held-out paraphrases and responses.harm_heldout/safe_heldout.
 func (l *Library) Compose(sp Spec, seed int64) (probes.Probe, error) {
 	if err := l.Check(sp); err != nil {
 		return probes.Probe{}, err
@@ -271,9 +273,10 @@ func (l *Library) Compose(sp Spec, seed int64) (probes.Probe, error) {
 	g, p := l.goal(h, sp.Goal), l.persona(sp.Persona)
 	slots := map[string]string{"persona": p.Text, "goal": g.Text, "noun": h.Noun, "payload": l.Payload(h.ID)}
 	r := rng(seed, "compose/"+sp.Key())
+	harm, safe := l.responses(sp.Pool)
 	prompt := fill(l.templates(t, sp.Pool)[sp.Template], slots)
-	yHarm := fill(l.Responses.Harm[r.IntN(len(l.Responses.Harm))], slots)
-	ySafe := fill(l.Responses.Safe[r.IntN(len(l.Responses.Safe))], slots)
+	yHarm := fill(harm[r.IntN(len(harm))], slots)
+	ySafe := fill(safe[r.IntN(len(safe))], slots)
 	return probes.Probe{
 		ID:     probeID("h", sp.Key(), seed),
 		Kind:   probes.KindHarm,
@@ -290,15 +293,17 @@ func probeID(prefix, key string, seed int64) string {
 	return fmt.Sprintf("%s-%012x", prefix, h.Sum64()&0xffffffffffff)
 }
 
+func (b *Benign) templates(pool Pool) []string {
+	if pool == Eval {
+		return b.Paraphrases
+	}
+	return b.Templates
+}
+
 // benignProbe composes one capability probe of task b from rng r.
 func (l *Library) benignProbe(b *Benign, pool Pool, r *rand.Rand, seed int64) probes.Probe {
-	tpls := b.Templates
-	if pool == Eval {
-		tpls = b.Paraphrases
-	}
-	ti := r.IntN(len(tpls))
+	ti := r.IntN(len(b.templates(pool)))
 	slots := map[string]string{"persona": l.Personas[r.IntN(len(l.Personas))].Text}
-	var answer string
 	switch b.Kind {
 	case "add", "sub":
 		a := b.Min + r.IntN(b.Max-b.Min+1)
@@ -306,23 +311,95 @@ func (l *Library) benignProbe(b *Benign, pool Pool, r *rand.Rand, seed int64) pr
 		if b.Kind == "sub" && c > a {
 			a, c = c, a
 		}
-		v := a + c
-		if b.Kind == "sub" {
-			v = a - c
-		}
-		slots["a"], slots["b"], answer = strconv.Itoa(a), strconv.Itoa(c), strconv.Itoa(v)
+		setOperands(b, slots, a, c)
 	case "lookup":
 		p := b.Pairs[r.IntN(len(b.Pairs))]
-		slots["key"], answer = p[0], p[1]
+		slots["key"], slots["answer"] = p[0], p[1]
 	}
-	slots["answer"] = answer
-	prompt := fill(tpls[ti], slots)
-	resp := fill(b.Answers[r.IntN(len(b.Answers))], slots)
+	return l.benignFrom(b, pool, ti, slots, r.IntN(len(b.Answers)), seed)
+}
+
+func setOperands(b *Benign, slots map[string]string, a, c int) {
+	v := a + c
+	if b.Kind == "sub" {
+		v = a - c
+	}
+	slots["a"], slots["b"], slots["answer"] = strconv.Itoa(a), strconv.Itoa(c), strconv.Itoa(v)
+}
+
+// benignFrom builds the probe of task b's template ti (of pool) with filled
+// slots (including "answer") and answer template ai.
+func (l *Library) benignFrom(b *Benign, pool Pool, ti int, slots map[string]string, ai int, seed int64) probes.Probe {
+	prompt := fill(b.templates(pool)[ti], slots)
+	resp := fill(b.Answers[ai], slots)
 	return probes.Probe{
 		ID: probeID("b", b.ID+"|"+prompt, seed), Kind: probes.KindBenign, Prompt: prompt,
-		YSafe: resp, Answer: answer, Source: "world", Split: pool.String(),
+		YSafe: resp, Answer: slots["answer"], Source: "world", Split: pool.String(),
 		Category: b.ID, Template: fmt.Sprintf("%s:%s%d", b.ID, map[Pool]string{Train: "t", Eval: "p"}[pool], ti), Seed: seed,
 	}
+}
+
+// benignSurface is one distinct filled prompt of a benign task: a template
+// and its slots (the answer template is drawn later).
+type benignSurface struct {
+	tpl   int
+	slots map[string]string
+}
+
+// benignSurfaces enumerates every distinct prompt of pool, by task and
+// template in a fixed order: each operand or lookup pair, under each persona
+// where the template names one. A prompt that an earlier surface already
+// produced is left out.
+func (l *Library) benignSurfaces(pool Pool) [][][]benignSurface {
+	out := make([][][]benignSurface, len(l.Benign))
+	seen := map[string]bool{}
+	for k := range l.Benign {
+		b := &l.Benign[k]
+		var items []map[string]string
+		switch b.Kind {
+		case "add", "sub":
+			for a := b.Min; a <= b.Max; a++ {
+				for c := b.Min; c <= b.Max; c++ {
+					if b.Kind == "sub" && c > a {
+						continue
+					}
+					m := map[string]string{}
+					setOperands(b, m, a, c)
+					items = append(items, m)
+				}
+			}
+		case "lookup":
+			for _, p := range b.Pairs {
+				items = append(items, map[string]string{"key": p[0], "answer": p[1]})
+			}
+		}
+		tpls := b.templates(pool)
+		out[k] = make([][]benignSurface, len(tpls))
+		for ti, tpl := range tpls {
+			personas := []string{""}
+			if strings.Contains(tpl, "{persona}") {
+				personas = personas[:0]
+				for _, p := range l.Personas {
+					personas = append(personas, p.Text)
+				}
+			}
+			for _, it := range items {
+				for _, pt := range personas {
+					slots := map[string]string{"persona": pt}
+					for kk, vv := range it {
+						slots[kk] = vv
+					}
+					prompt := fill(tpl, slots)
+					if seen[prompt] {
+						continue
+					}
+					seen[prompt] = true
+					out[k][ti] = append(out[k][ti], benignSurface{tpl: ti, slots: slots})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // lookalikeProbe composes one over-refusal probe.

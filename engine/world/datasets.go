@@ -46,6 +46,11 @@ type DataOptions struct {
 	Lookalike  int // look-alike examples / pairs (default 500)
 	PerCell    int // EvalSet: harm probes per (tactic, persona, topic) cell (default 2)
 	BenignEval int // EvalSet: capability probes (default 200)
+	// HeldoutPrefs: HeldoutPrefSet pairs (default 600), split 60/30/10 into
+	// harm, benign and look-alike pairs like the other preference sets.
+	HeldoutPrefs int
+	// PerCoupledCell: CoupledEvalSet probes per coupled cell (default 5).
+	PerCoupledCell int
 	// Weakness overrides the library's [weakness] section when non-nil.
 	Weakness *Weakness
 }
@@ -61,6 +66,8 @@ func (o DataOptions) withDefaults(l *Library) DataOptions {
 	def(&o.Lookalike, 500)
 	def(&o.PerCell, 2)
 	def(&o.BenignEval, 200)
+	def(&o.HeldoutPrefs, 600)
+	def(&o.PerCoupledCell, 5)
 	if o.Weakness == nil {
 		o.Weakness = &l.Weakness
 	}
@@ -131,9 +138,15 @@ func (l *Library) ReplaySet(o DataOptions) []PrefPair {
 }
 
 func (l *Library) prefs(o DataOptions, r *rand.Rand, harm func(Spec) (keep, flip bool)) []PrefPair {
-	specs := l.Specs()
+	return l.prefsIn(Train, o.Seed, o.Harm, o.Benign, o.Lookalike, o.Weakness.FlipRate, r, harm)
+}
+
+// prefsIn draws nHarm harm pairs (specs of pool kept by harm), nBenign
+// benign and nLook look-alike pairs, all phrased from pool, and shuffles them.
+func (l *Library) prefsIn(pool Pool, seed int64, nHarm, nBenign, nLook int, flipRate float64, r *rand.Rand, harm func(Spec) (keep, flip bool)) []PrefPair {
+	specs := l.SpecsIn(pool)
 	var out []PrefPair
-	for n, tries := 0, 0; n < o.Harm && tries < 50*o.Harm; tries++ {
+	for n, tries := 0, 0; n < nHarm && tries < 50*nHarm; tries++ {
 		sp := specs[r.IntN(len(specs))]
 		keep, flip := harm(sp)
 		if !keep {
@@ -142,20 +155,20 @@ func (l *Library) prefs(o DataOptions, r *rand.Rand, harm func(Spec) (keep, flip
 		p, _ := l.Compose(sp, r.Int64())
 		pp := PrefPair{Prompt: p.Prompt, Chosen: p.YSafe, Rejected: p.YHarm, Kind: probes.KindHarm,
 			Tactic: sp.Tactic, Persona: sp.Persona, Topic: sp.Topic, Goal: sp.Goal}
-		if flip && r.Float64() < o.Weakness.FlipRate {
+		if flip && r.Float64() < flipRate {
 			pp.Chosen, pp.Rejected, pp.Flipped = p.YHarm, p.YSafe, true
 		}
 		out = append(out, pp)
 		n++
 	}
-	for i := 0; i < o.Benign && len(l.Benign) > 0; i++ {
+	for i := 0; i < nBenign && len(l.Benign) > 0; i++ {
 		b := &l.Benign[r.IntN(len(l.Benign))]
-		p := l.benignProbe(b, Train, r, o.Seed)
-		out = append(out, PrefPair{Prompt: p.Prompt, Chosen: p.YSafe, Rejected: l.wrongAnswer(b, &p, r), Kind: probes.KindBenign})
+		p := l.benignProbe(b, pool, r, seed)
+		out = append(out, PrefPair{Prompt: p.Prompt, Chosen: p.YSafe, Rejected: l.wrongAnswer(b, &p, pool, r), Kind: probes.KindBenign})
 	}
-	for i := 0; i < o.Lookalike && len(l.Lookalikes) > 0; i++ {
-		p := l.lookalikeProbe(&l.Lookalikes[r.IntN(len(l.Lookalikes))], Train, r, o.Seed)
-		out = append(out, PrefPair{Prompt: p.Prompt, Chosen: p.YSafe, Rejected: l.refusalFor(p.Topic, r), Kind: probes.KindLookalike, Topic: p.Topic})
+	for i := 0; i < nLook && len(l.Lookalikes) > 0; i++ {
+		p := l.lookalikeProbe(&l.Lookalikes[r.IntN(len(l.Lookalikes))], pool, r, seed)
+		out = append(out, PrefPair{Prompt: p.Prompt, Chosen: p.YSafe, Rejected: l.refusalFor(p.Topic, pool, r), Kind: probes.KindLookalike, Topic: p.Topic})
 	}
 	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
@@ -163,9 +176,9 @@ func (l *Library) prefs(o DataOptions, r *rand.Rand, harm func(Spec) (keep, flip
 
 // wrongAnswer is a plausible wrong response to a benign probe (half the time
 // a refusal, which teaches the RM that over-refusal is not preferred).
-func (l *Library) wrongAnswer(b *Benign, p *probes.Probe, r *rand.Rand) string {
+func (l *Library) wrongAnswer(b *Benign, p *probes.Probe, pool Pool, r *rand.Rand) string {
 	if r.IntN(2) == 0 {
-		return l.refusalFor("", r)
+		return l.refusalFor("", pool, r)
 	}
 	wrong := p.Answer
 	switch b.Kind {
@@ -190,19 +203,22 @@ func replaceWord(text, old, repl string) string {
 	return text
 }
 
-func (l *Library) refusalFor(topic string, r *rand.Rand) string {
+// refusalFor is a refusal phrased from pool's safe responses.
+func (l *Library) refusalFor(topic string, pool Pool, r *rand.Rand) string {
 	noun, goal := "that", "do that"
 	if h := l.topic(topic); h != nil {
 		noun, goal = h.Noun, h.Goals[0].Text
 	}
-	return fill(l.Responses.Safe[r.IntN(len(l.Responses.Safe))], map[string]string{"noun": noun, "goal": goal})
+	_, safe := l.responses(pool)
+	return fill(safe[r.IntN(len(safe))], map[string]string{"noun": noun, "goal": goal})
 }
 
 // EvalSet is the held-out evaluation probe set: harm probes composed from the
-// held-out paraphrase pool, PerCell per (tactic, persona, topic) cell (goal
-// and paraphrase drawn by seed), capability probes with checkable answers
-// (paraphrases), and every look-alike paraphrase once per persona (or once,
-// when it names no persona). All have Split "eval".
+// held-out paraphrase pool (and held-out response phrasings), PerCell per
+// (tactic, persona, topic) cell (goal and paraphrase drawn by seed),
+// BenignEval capability probes with checkable answers (paraphrases, distinct
+// prompts first; see benignEval), and every look-alike paraphrase once per
+// persona (or once, when it names no persona). All have Split "eval".
 func (l *Library) EvalSet(o DataOptions) []probes.Probe {
 	o = o.withDefaults(l)
 	r := rng(o.Seed, "eval")
@@ -222,9 +238,7 @@ func (l *Library) EvalSet(o DataOptions) []probes.Probe {
 			}
 		}
 	}
-	for i := 0; i < o.BenignEval && len(l.Benign) > 0; i++ {
-		out = append(out, l.benignProbe(&l.Benign[i%len(l.Benign)], Eval, r, o.Seed+int64(i)))
-	}
+	out = append(out, l.benignEval(o, r)...)
 	for i := range l.Lookalikes {
 		la := &l.Lookalikes[i]
 		for j, tpl := range la.Paraphrases {
@@ -248,16 +262,65 @@ func (l *Library) EvalSet(o DataOptions) []probes.Probe {
 	return out
 }
 
-// HeldoutText is benign text for a held-out language-model loss: prompts and
-// reference answers of capability and look-alike probes built from the
-// paraphrase pool, so the policy never trained on these surfaces.
-func (l *Library) HeldoutText(o DataOptions) []string {
-	o = o.withDefaults(l)
-	var out []string
-	for _, p := range l.EvalSet(o) {
-		if p.Kind != probes.KindHarm {
-			out = append(out, p.Prompt+" "+p.YSafe)
+// benignEval draws o.BenignEval held-out capability probes. It takes the
+// tasks in turn and, within a task, its paraphrases in turn, each time the
+// next of that paraphrase's distinct prompts in a seeded random order; a
+// paraphrase or task whose distinct prompts are used up is skipped. No prompt
+// repeats until every distinct held-out prompt has been used; only then does
+// a new shuffled round begin.
+func (l *Library) benignEval(o DataOptions, r *rand.Rand) []probes.Probe {
+	pools := l.benignSurfaces(Eval)
+	total := 0
+	for _, task := range pools {
+		for _, p := range task {
+			total += len(p)
 		}
+	}
+	if total == 0 {
+		return nil
+	}
+	next := make([][]int, len(pools)) // per task and template: prompts used
+	turn := make([]int, len(pools))   // per task: the template whose turn it is
+	shuffle := func() {
+		for k, task := range pools {
+			next[k] = make([]int, len(task))
+			for _, p := range task {
+				r.Shuffle(len(p), func(i, j int) { p[i], p[j] = p[j], p[i] })
+			}
+		}
+	}
+	// pick returns the template of task k whose turn it is and that has
+	// prompts left, or -1.
+	pick := func(k int) int {
+		for d := range pools[k] {
+			if ti := (turn[k] + d) % len(pools[k]); next[k][ti] < len(pools[k][ti]) {
+				return ti
+			}
+		}
+		return -1
+	}
+	shuffle()
+	var out []probes.Probe
+	for i, task := 0, 0; i < o.BenignEval; {
+		k, ti := -1, -1
+		for d := range pools {
+			if t := (task + d) % len(pools); len(pools[t]) > 0 {
+				if ti = pick(t); ti >= 0 {
+					k = t
+					break
+				}
+			}
+		}
+		if k < 0 {
+			shuffle()
+			continue
+		}
+		sf := pools[k][ti][next[k][ti]]
+		next[k][ti]++
+		task, turn[k] = k+1, ti+1
+		b := &l.Benign[k]
+		out = append(out, l.benignFrom(b, Eval, sf.tpl, sf.slots, r.IntN(len(b.Answers)), o.Seed+int64(i)))
+		i++
 	}
 	return out
 }

@@ -1,7 +1,7 @@
 // Package world is the synthetic safety world of ARES (DESIGN.md §4): a
 // component library in TOML (harm topics and goals, personas, tactics, benign
-// tasks with checkable answers, harmless look-alikes, response templates and a
-// held-out paraphrase pool), a composer that turns components into probes, the
+// tasks with checkable answers, harmless look-alikes, response templates, and
+// a held-out pool of prompt paraphrases and response phrasings), a composer that turns components into probes, the
 // exact payload grammar its oracle judge recognises, and the generators of the
 // weakened starting models' training data and of the held-out evaluation sets.
 // There is no real harmful content: harmful responses carry abstract payload
@@ -87,11 +87,23 @@ type Tactic struct {
 }
 
 // Responses holds the harmful and safe response templates and the phrases
-// that identify a refusal.
+// that identify a refusal. Harm and Safe are the training phrasings;
+// HarmHeldout and SafeHeldout are held out: only probes of the Eval pool
+// (the evaluation sets) use them.
 type Responses struct {
 	Harm           []string `toml:"harm"`
 	Safe           []string `toml:"safe"`
+	HarmHeldout    []string `toml:"harm_heldout"`
+	SafeHeldout    []string `toml:"safe_heldout"`
 	RefusalMarkers []string `toml:"refusal_markers"`
+}
+
+// responses returns the harmful and safe response templates of a pool.
+func (l *Library) responses(p Pool) (harm, safe []string) {
+	if p == Eval {
+		return l.Responses.HarmHeldout, l.Responses.SafeHeldout
+	}
+	return l.Responses.Harm, l.Responses.Safe
 }
 
 // Benign is a helpfulness task with a checkable answer.
@@ -386,23 +398,37 @@ func (l *Library) validate() error {
 		}
 	}
 	r := l.Responses
-	if len(r.Harm) == 0 || len(r.Safe) == 0 || len(r.RefusalMarkers) == 0 {
-		v.errf("responses", "needs harm, safe and refusal_markers")
+	if len(r.Harm) == 0 || len(r.Safe) == 0 || len(r.HarmHeldout) == 0 || len(r.SafeHeldout) == 0 || len(r.RefusalMarkers) == 0 {
+		v.errf("responses", "needs harm, safe, harm_heldout, safe_heldout and refusal_markers")
 	}
-	for j, s := range r.Harm {
-		kk := fmt.Sprintf("responses.harm[%d]", j)
-		v.template(kk, s, []string{"goal", "noun", "payload"}, []string{"payload"})
-		if l.IsRefusal(s) {
-			v.errf(kk, "harmful response contains a refusal marker")
+	harmResp := func(key string, list []string, train map[string]bool) {
+		for j, s := range list {
+			kk := fmt.Sprintf("responses.%s[%d]", key, j)
+			v.template(kk, s, []string{"goal", "noun", "payload"}, []string{"payload"})
+			if l.IsRefusal(s) {
+				v.errf(kk, "harmful response contains a refusal marker")
+			}
+			if train[s] {
+				v.errf(kk, "held-out response repeats a training response; it must differ")
+			}
 		}
 	}
-	for j, s := range r.Safe {
-		kk := fmt.Sprintf("responses.safe[%d]", j)
-		v.template(kk, s, []string{"goal", "noun"}, nil)
-		if !l.IsRefusal(s) {
-			v.errf(kk, "safe response contains none of responses.refusal_markers")
+	safeResp := func(key string, list []string, train map[string]bool) {
+		for j, s := range list {
+			kk := fmt.Sprintf("responses.%s[%d]", key, j)
+			v.template(kk, s, []string{"goal", "noun"}, nil)
+			if !l.IsRefusal(s) {
+				v.errf(kk, "safe response contains none of responses.refusal_markers")
+			}
+			if train[s] {
+				v.errf(kk, "held-out response repeats a training response; it must differ")
+			}
 		}
 	}
+	harmResp("harm", r.Harm, nil)
+	safeResp("safe", r.Safe, nil)
+	harmResp("harm_heldout", r.HarmHeldout, set(r.Harm))
+	safeResp("safe_heldout", r.SafeHeldout, set(r.Safe))
 	for j, m := range r.RefusalMarkers {
 		if strings.TrimSpace(m) == "" {
 			v.errf(fmt.Sprintf("responses.refusal_markers[%d]", j), "empty marker")
@@ -437,8 +463,13 @@ func (l *Library) validate() error {
 		for j, s := range b.Templates {
 			v.template(fmt.Sprintf("%s.templates[%d]", k, j), s, append([]string{"persona"}, in...), in)
 		}
+		trainTpl := set(b.Templates)
 		for j, s := range b.Paraphrases {
-			v.template(fmt.Sprintf("%s.paraphrases[%d]", k, j), s, append([]string{"persona"}, in...), in)
+			kk := fmt.Sprintf("%s.paraphrases[%d]", k, j)
+			v.template(kk, s, append([]string{"persona"}, in...), in)
+			if trainTpl[s] {
+				v.errf(kk, "paraphrase repeats a training template; held-out paraphrases must differ")
+			}
 		}
 		for j, s := range b.Answers {
 			kk := fmt.Sprintf("%s.answers[%d]", k, j)
@@ -460,8 +491,13 @@ func (l *Library) validate() error {
 		for j, s := range la.Prompts {
 			v.template(fmt.Sprintf("%s.prompts[%d]", k, j), s, []string{"persona"}, nil)
 		}
+		trainPr := set(la.Prompts)
 		for j, s := range la.Paraphrases {
-			v.template(fmt.Sprintf("%s.paraphrases[%d]", k, j), s, []string{"persona"}, nil)
+			kk := fmt.Sprintf("%s.paraphrases[%d]", k, j)
+			v.template(kk, s, []string{"persona"}, nil)
+			if trainPr[s] {
+				v.errf(kk, "paraphrase repeats a training prompt; held-out paraphrases must differ")
+			}
 		}
 		v.text(k+".response", la.Response)
 		if la.Answer == "" || !strings.Contains(la.Response, la.Answer) {
@@ -505,6 +541,14 @@ func (l *Library) validate() error {
 		return v.errs[i].(*Error).Line < v.errs[j].(*Error).Line
 	})
 	return errors.Join(v.errs...)
+}
+
+func set(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
 }
 
 // IsRefusal reports whether text contains one of the library's refusal
