@@ -159,6 +159,7 @@ func probesWorld(args []string) error {
 	}
 	o := world.DataOptions{Seed: *seed, Harm: *harm, Benign: *benign, Lookalike: *look}
 	sft, prefs, replay, eval := l.SFTSet(o), l.PreferenceSet(o), l.ReplaySet(o), l.EvalSet(o)
+	heldPrefs, coupled, heldout := l.HeldoutPrefSet(o), l.CoupledEvalSet(o), l.HeldoutExamples(o)
 	files := []struct {
 		name string
 		n    int
@@ -168,6 +169,9 @@ func probesWorld(args []string) error {
 		{"prefs.jsonl", len(prefs), func(p string) error { return writeJSONLFile(p, prefs) }},
 		{"replay.jsonl", len(replay), func(p string) error { return writeJSONLFile(p, replay) }},
 		{"eval_probes.jsonl", len(eval), func(p string) error { return probes.WriteFile(p, eval) }},
+		{"coupled_probes.jsonl", len(coupled), func(p string) error { return probes.WriteFile(p, coupled) }},
+		{"heldout_prefs.jsonl", len(heldPrefs), func(p string) error { return writeJSONLFile(p, heldPrefs) }},
+		{"heldout_lm.jsonl", len(heldout), func(p string) error { return writeJSONLFile(p, heldout) }},
 	}
 	for _, f := range files {
 		p := filepath.Join(*out, f.name)

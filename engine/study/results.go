@@ -1310,7 +1310,7 @@ func (r *StudyResult) WriteMarkdown(w io.Writer) {
 		(time.Duration(r.WallSeconds) * time.Second).String(), state)
 	fmt.Fprint(w, "Arms: **baseline** (RLHF: GRPO with the original RM on the general prompt mix, no red-teaming), "+
 		"**policy-only** (red-teaming, then policy repair with the RM untouched), "+
-		"**policy-only-rl** (red-teaming, then the baseline's RLHF recipe on the findings, the RM untouched), "+
+		"**policy-only-rl** (red-teaming, then policy repair without unlikelihood: RL on the red-team prompts against the original RM, with the KL, replay and look-alike share of policy repair), "+
 		"**ares** (RM repair, then policy repair against the repaired RM), "+
 		"**joint** (one loss updates the policy and the RM together). Every arm starts from the same saved models of its seed.\n\n")
 	fmt.Fprint(w, "Phases: **start** (the starting models, the same evaluation for every arm of a seed), "+

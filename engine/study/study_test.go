@@ -201,7 +201,7 @@ func TestRunStudyTiny(t *testing.T) {
 
 // TestStudyExampleConfig parses bench/study.toml as shipped, and with every
 // optional `#key = value` line uncommented: the documented values must be
-// the quick size's defaults.
+// the defaults, so uncommenting them changes nothing.
 func TestStudyExampleConfig(t *testing.T) {
 	path := filepath.Join("..", "..", "bench", "study.toml")
 	raw, err := os.ReadFile(path)
@@ -212,7 +212,7 @@ func TestStudyExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Study.Size != "quick" || len(c.Study.Seeds) < 3 || len(c.Study.Arms) != 4 {
+	if c.Study.Size != "quick" || len(c.Study.Seeds) < 5 || len(c.Study.Arms) != len(Arms) || len(c.Study.Phases) != len(Phases) {
 		t.Fatalf("example: %+v", c.Study)
 	}
 	re := regexp.MustCompile(`(?m)^#(\[|[a-z_]+ = )`)
@@ -224,19 +224,20 @@ func TestStudyExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := synth.DefaultConfig(true)
-	if u.dataOptions() != q.Data {
-		t.Errorf("[data] documents %+v, the quick size is %+v", u.dataOptions(), q.Data)
+	if u.dataOptions() != c.dataOptions() {
+		t.Errorf("[data] documents %+v, the defaults are %+v", u.dataOptions(), c.dataOptions())
 	}
-	got, want := u.Config, q
-	got.Seed, want.Seed, got.RedTeam.Seed, want.RedTeam.Seed = 0, 0, 0, 0
-	got.Data = want.Data
-	if got.Thresholds, err = got.Thresholds.WithDefaults(); err != nil {
-		t.Fatal(err)
+	got, want := u.Config, c.Config
+	for _, x := range []*synth.Config{&got, &want} {
+		if x.Thresholds, err = x.Thresholds.WithDefaults(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	want.Thresholds, _ = want.Thresholds.WithDefaults()
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("documented sizes differ from the quick defaults:\n got %+v\nwant %+v", got, want)
+		t.Errorf("documented values differ from the defaults:\n got %+v\nwant %+v", got, want)
+	}
+	if !reflect.DeepEqual(u.Study, c.Study) {
+		t.Errorf("documented [study] values differ from the defaults:\n got %+v\nwant %+v", u.Study, c.Study)
 	}
 }
 
