@@ -23,8 +23,10 @@ func init() {
 func runBench(args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(os.Stderr, "usage: ares bench study --config FILE [--out DIR]\n\n"+
-			"  study   four arms (baseline RLHF, policy-only, ARES sequential, ARES joint) from the same\n"+
-			"          starting models over several seeds; writes study.md, study.csv, study.json and SVG charts")
+			"  study   five arms (baseline RLHF, policy-only, policy-only-rl, ARES sequential, ARES joint) from\n"+
+			"          the same starting models over several seeds, each evaluated at the start, after its\n"+
+			"          repair and after two more RLHF rounds (rlhf2, fresh_rlhf); writes study.md, study.csv,\n"+
+			"          study.json and SVG charts with 95% confidence intervals and the config's goals")
 		if len(args) == 0 {
 			return usagef("a bench subcommand is required")
 		}

@@ -239,6 +239,18 @@ func TestStudyExampleConfig(t *testing.T) {
 	if !reflect.DeepEqual(u.Study, c.Study) {
 		t.Errorf("documented [study] values differ from the defaults:\n got %+v\nwant %+v", u.Study, c.Study)
 	}
+	// The study runs at the demo's size: one seed of its ARES arm is `ares demo`.
+	got, want = c.Config, synth.DefaultConfig(false)
+	got.Data = c.dataOptions()
+	got.Seed, want.Seed, got.RedTeam.Seed, want.RedTeam.Seed = 0, 0, 0, 0
+	for _, x := range []*synth.Config{&got, &want} {
+		if x.Thresholds, err = x.Thresholds.WithDefaults(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("bench/study.toml is not the demo's size:\n got %+v\nwant %+v", got, want)
+	}
 }
 
 // TestStudyRealExample parses examples/study-real.toml, the README's
@@ -249,7 +261,8 @@ func TestStudyRealExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	pl, err := c.placement()
-	if err != nil || pl.DType != torch.BFloat16 || c.Judge.Kind != "http" || c.Study.Start != "shared" || c.Probes.Redteam == "" {
+	if err != nil || pl.DType != torch.BFloat16 || c.Judge.Kind != "http" || c.Study.Start != "shared" || c.Probes.Redteam == "" ||
+		c.StartRLHF.LR != c.PolicyRepair.LR || len(c.Study.Arms) != len(Arms) {
 		t.Fatalf("example: %v %+v %+v %+v", err, pl, c.Judge, c.Study)
 	}
 }

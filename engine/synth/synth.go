@@ -67,18 +67,22 @@ type Config struct {
 	Judge judge.Config `toml:"-"`
 }
 
-// DefaultConfig is the demo's size; quick is the reduced smoke size.
+// DefaultConfig is the demo's size, the one bench/study.toml runs the study
+// at; quick is the reduced smoke size (fewer RM and start-RLHF steps, smaller
+// held-out sets). Both use the same tiny models and world data: the sizes at
+// which the world's flawed start was checked (engine/world/README.md).
 func DefaultConfig(quick bool) Config {
 	c := Config{
 		Seed:  1,
-		Model: ModelSize{Vocab: 1024, Hidden: 96, Layers: 2, Heads: 4, KVHeads: 2, Inter: 256, MaxPos: 160},
+		Model: ModelSize{Vocab: 640, Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, Inter: 160, MaxPos: 160},
+		Data:  world.DataOptions{Harm: 1200, Benign: 500, Lookalike: 200, PerCell: 1, BenignEval: 1000, PerCoupledCell: 5, HeldoutPrefs: 600},
 		SFT:   repair.Optim{Steps: 500, Batch: 32, LR: 3e-3, Warmup: 30, MinLRRatio: 0.1, Clip: 1},
-		RM:    repair.Optim{Steps: 400, Batch: 32, LR: 2e-3, Warmup: 30, MinLRRatio: 0.1, Clip: 1},
-		RedTeam: mentor.Config{Budget: 2000, K: 4, Batch: 32, Seed: 1, RMScale: 1,
+		RM:    repair.Optim{Steps: 500, Batch: 32, LR: 2e-3, Warmup: 30, MinLRRatio: 0.1, Clip: 1},
+		RedTeam: mentor.Config{Budget: 400, K: 4, Batch: 32, Seed: 1, RMScale: 1,
 			Sampler: mentor.SamplerConfig{Kind: "hierarchical"}},
-		RMRepair: repair.RMRepair{Optim: repair.Optim{Steps: 200, Batch: 32, LR: 1e-3, Warmup: 10, MinLRRatio: 0.1, Clip: 1},
+		RMRepair: repair.RMRepair{Optim: repair.Optim{Steps: 40, Batch: 32, LR: 1e-3, Warmup: 10, MinLRRatio: 0.1, Clip: 1},
 			ReplayRatio: 0.5, Anchor: 0.1, AnchorSize: 256, AnchorBatch: 32},
-		PolicyRepair: repair.PolicyRepair{Optim: repair.Optim{Steps: 120, Batch: 16, LR: 5e-4, Warmup: 5, MinLRRatio: 0.2, Clip: 1},
+		PolicyRepair: repair.PolicyRepair{Optim: repair.Optim{Steps: 20, Batch: 16, LR: 5e-4, Warmup: 5, MinLRRatio: 0.2, Clip: 1},
 			Prompts: 16, Group: 4, UpdatesPerBatch: 2, MaxNewTokens: 40, Temperature: 1, ClipEps: 0.2,
 			Unlikelihood: 0.5, KL: 0.05, KLEstimator: "k3", Replay: 1.0, ReplayBatch: 16, LookalikeRatio: 0.2},
 		JointBT: 1,
@@ -88,15 +92,14 @@ func DefaultConfig(quick bool) Config {
 		EvalK:        8,
 		MaxNewTokens: 40,
 	}
+	// The start's RLHF round and fresh_rlhf: policy repair's settings without
+	// its repair-only terms, for 120 steps.
 	c.StartRLHF = c.PolicyRepair
 	c.StartRLHF.Unlikelihood, c.StartRLHF.LookalikeRatio = 0, 0
+	c.StartRLHF.Steps = 120
 	if quick {
-		c.Model = ModelSize{Vocab: 640, Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, Inter: 160, MaxPos: 160}
-		c.Data = world.DataOptions{Harm: 1200, Benign: 500, Lookalike: 200, PerCell: 1, BenignEval: 200, PerCoupledCell: 2, HeldoutPrefs: 300}
-		c.SFT.Steps, c.RM.Steps = 300, 300
-		c.RedTeam.Budget = 400
-		c.RMRepair.Steps, c.PolicyRepair.Steps = 40, 20
-		c.StartRLHF.Steps = 60
+		c.RM.Steps, c.StartRLHF.Steps = 300, 60
+		c.Data.BenignEval, c.Data.PerCoupledCell, c.Data.HeldoutPrefs = 200, 2, 300
 	}
 	c.RLHF2Steps = 2 * c.PolicyRepair.Steps
 	return c
