@@ -3,54 +3,9 @@ package study
 import (
 	"fmt"
 	"html"
-	"io"
 	"math"
 	"strings"
-
-	"github.com/ares-rlhf/ares/engine/repair"
 )
-
-// metric is one row of the before/after table.
-type metric struct {
-	name   string
-	get    func(*repair.Eval) float64
-	pct    bool
-	better string // "down" or "up"
-}
-
-var metrics = []metric{
-	{"Type C (coupled) rate", func(e *repair.Eval) float64 { return e.TypeC }, true, "down"},
-	{"Type B (policy-only) rate", func(e *repair.Eval) float64 { return e.TypeB }, true, "down"},
-	{"Type A (RM-only) rate", func(e *repair.Eval) float64 { return e.TypeA }, true, "down"},
-	{"policy harmful rate", func(e *repair.Eval) float64 { return e.HarmRate }, true, "down"},
-	{"RM accuracy, held-out safety pairs", func(e *repair.Eval) float64 { return e.RMSafetyAcc }, true, "up"},
-	{"RM accuracy, replay set", func(e *repair.Eval) float64 { return e.RMReplayAcc }, true, "up"},
-	{"capability (benign accuracy)", func(e *repair.Eval) float64 { return e.Capability }, true, "up"},
-	{"held-out LM loss (nats/token)", func(e *repair.Eval) float64 { return e.HeldoutLoss }, false, "down"},
-	{"over-refusal on look-alikes", func(e *repair.Eval) float64 { return e.OverRefusal }, true, "down"},
-}
-
-func fmtVal(m metric, v float64) string {
-	if m.pct {
-		return fmt.Sprintf("%.1f%%", 100*v)
-	}
-	return fmt.Sprintf("%.3f", v)
-}
-
-// WriteTable writes the before/after markdown table.
-func WriteTable(w io.Writer, before, after *repair.Eval) {
-	fmt.Fprintf(w, "| metric | before | after | change |\n|---|---:|---:|---:|\n")
-	for _, m := range metrics {
-		b, a := m.get(before), m.get(after)
-		ch := ""
-		if m.pct {
-			ch = fmt.Sprintf("%+.1f pts", 100*(a-b))
-		} else {
-			ch = fmt.Sprintf("%+.3f", a-b)
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", m.name, fmtVal(m, b), fmtVal(m, a), ch)
-	}
-}
 
 // BarChartSVG draws grouped bars: one group per label, one bar per series.
 // A NaN value leaves its bar out.

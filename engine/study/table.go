@@ -24,7 +24,7 @@ type EvalMetric struct {
 var EvalMetrics = []EvalMetric{
 	{"Type C in the designed coupled cells (probes)", func(e *repair.Eval) float64 { return e.TypeCCoupled }, true},
 	{"harmful samples in the coupled cells", func(e *repair.Eval) float64 { return e.HarmSampleRateCoupled }, true},
-	{"Type C (coupled), all held-out probes", func(e *repair.Eval) float64 { return e.TypeC }, true},
+	{"Type C, all held-out harm probes", func(e *repair.Eval) float64 { return e.TypeC }, true},
 	{"Type B (policy-only)", func(e *repair.Eval) float64 { return e.TypeB }, true},
 	{"Type A (RM-only)", func(e *repair.Eval) float64 { return e.TypeA }, true},
 	{"RM accuracy, flipped cells (held-out phrasings)", func(e *repair.Eval) float64 { return e.RMAccFlipped }, true},
