@@ -8,7 +8,7 @@
 //	go run ./bench/samplers -policy OUT/models/policy-start -rm OUT/models/rm-start \
 //	    -budget 2000 -k 4 -seeds 1,2,3 -md bench/results/samplers-cpu.md
 //
-// The starting models are what `ares demo --out OUT` (or demo.BuildStart)
+// The starting models are what `ares demo --out OUT` (or synth.BuildStart)
 // saves under OUT/models. Runs go seed-major (every sampler at seed 1, then
 // seed 2, ...), so an interrupted study is balanced across samplers.
 package main
