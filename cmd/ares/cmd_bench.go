@@ -70,6 +70,11 @@ func runBenchStudy(args []string) error {
 	if err := os.WriteFile(filepath.Join(cfg.Study.Out, "study.toml"), raw, 0o644); err != nil {
 		return err
 	}
+	if cfg.Models.Policy == "" {
+		if _, err := synth.UseTinyModelThreads(); err != nil {
+			return err
+		}
+	}
 	info, err := torch.Describe()
 	if err != nil {
 		return err

@@ -42,6 +42,9 @@ func runDemo(args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
+	if _, err := synth.UseTinyModelThreads(); err != nil {
+		return err
+	}
 	info, err := torch.Describe()
 	if err != nil {
 		return err

@@ -113,7 +113,10 @@ func TestMainJobEndToEnd(t *testing.T) {
 // than from the original one.
 func TestDemoShowsTheClaim(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the quick demo takes about two minutes")
+		t.Skip("the quick demo takes about 2.5 minutes")
+	}
+	if _, err := synth.UseTinyModelThreads(); err != nil {
+		t.Fatal(err)
 	}
 	c := synth.DefaultConfig(true)
 	res, err := RunDemo(context.Background(), world.Default(), c, synth.Env{Out: t.TempDir()})
