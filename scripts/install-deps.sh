@@ -3,7 +3,8 @@
 # missing: libtorch (unless LIBTORCH names another one), Gloo's headers (for
 # c10d on CPUs), OpenBLAS (without it
 # Debian's libtorch falls back to the slow reference BLAS), PyTorch for Python
-# (the reference and peer scripts), and in CI the CUDA compiler for the
+# (the reference and peer scripts), Node.js and npm (the tokenizer and
+# chat-template references), and in CI the CUDA compiler for the
 # compile check of the CUDA sources.
 set -euo pipefail
 
@@ -16,6 +17,9 @@ have_pkg libopenblas0-pthread || pkgs+=(libopenblas0-pthread)
 # Gloo process group (distributed training on CPUs) is unavailable.
 have_pkg libgloo-dev || pkgs+=(libgloo-dev)
 have_pkg python3-torch || pkgs+=(python3-torch)
+# Node.js and npm run Hugging Face's own JavaScript tokenizers and Jinja, the
+# references of the tokenizer and chat-template tests (make refs).
+command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 need_nvcc=0
 if [ "${CI:-}" = "true" ] && ! command -v nvcc >/dev/null 2>&1; then need_nvcc=1; fi
 

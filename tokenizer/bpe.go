@@ -22,6 +22,9 @@ type model struct {
 	// wholePiece: a piece that is itself a token is emitted as that token
 	// without merging (tiktoken always; Hugging Face with ignore_merges).
 	wholePiece bool
+	// chars: tokens are strings of characters (SentencePiece-style BPE), not
+	// bytes; there is no byte table and encoding goes through encodeChars.
+	chars bool
 	// short indexes the tokens of up to 7 bytes, which are most lookups
 	// during merging, in a table several times faster than the map.
 	short shortTable

@@ -37,11 +37,16 @@ func (t *Tokenizer) WithChatTemplate(ct ChatTemplate) *Tokenizer {
 // ChatTemplate returns the template EncodeChat uses.
 func (t *Tokenizer) ChatTemplate() ChatTemplate { return t.chat }
 
-// EncodeChat encodes a conversation with the tokenizer's chat template; with
-// addGenerationPrompt it ends with an open assistant turn for the model to
-// complete. It fails if the template's special tokens are not in the
+// EncodeChat encodes a conversation with the tokenizer's chat template (the
+// model's Jinja template when it has one, see WithHFChatTemplate, else
+// ChatTemplate); with addGenerationPrompt it ends with an open assistant turn
+// for the model to complete. Contents are encoded as ordinary text. With the
+// built-in template it fails if the template's special tokens are not in the
 // vocabulary or a role is not system, user or assistant.
 func (t *Tokenizer) EncodeChat(msgs []Message, addGenerationPrompt bool) ([]int, error) {
+	if t.hfChat != nil {
+		return t.encodeHFChat(msgs, addGenerationPrompt)
+	}
 	start, err := t.SpecialID(t.chat.Start)
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)

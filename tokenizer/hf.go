@@ -68,9 +68,12 @@ type hfFile struct {
 }
 
 type hfAdded struct {
-	ID      int    `json:"id"`
-	Content string `json:"content"`
-	Special bool   `json:"special"`
+	ID         int    `json:"id"`
+	Content    string `json:"content"`
+	Special    bool   `json:"special"`
+	LStrip     bool   `json:"lstrip"`
+	RStrip     bool   `json:"rstrip"`
+	Normalized *bool  `json:"normalized"`
 }
 
 type hfModel struct {
@@ -79,18 +82,11 @@ type hfModel struct {
 	ContinuingSubwordPrefix *string           `json:"continuing_subword_prefix"`
 	EndOfWordSuffix         *string           `json:"end_of_word_suffix"`
 	IgnoreMerges            bool              `json:"ignore_merges"`
+	UnkToken                *string           `json:"unk_token"`
+	FuseUnk                 bool              `json:"fuse_unk"`
+	ByteFallback            bool              `json:"byte_fallback"`
 	Vocab                   map[string]int    `json:"vocab"`
 	Merges                  []json.RawMessage `json:"merges"`
-}
-
-type hfPre struct {
-	Type           string          `json:"type"`
-	AddPrefixSpace bool            `json:"add_prefix_space"`
-	UseRegex       *bool           `json:"use_regex"`
-	Pattern        json.RawMessage `json:"pattern"`
-	Behavior       string          `json:"behavior"`
-	Invert         bool            `json:"invert"`
-	Pretokenizers  []hfPre         `json:"pretokenizers"`
 }
 
 // Load reads a tokenizer from a file: a Hugging Face tokenizer.json, or a
@@ -107,15 +103,30 @@ func Load(path string) (*Tokenizer, error) {
 	return ParseHF(data, path)
 }
 
-// ParseHF reads a Hugging Face tokenizer.json holding a byte-level BPE
-// model. name labels errors, which give the line and column of the culprit.
+// ParseHF reads a Hugging Face tokenizer.json holding a BPE model. name
+// labels errors, which give the line and column of the culprit.
 //
-// Supported: model BPE (with ignore_merges), pre-tokenizer ByteLevel (with
-// use_regex, add_prefix_space) or Sequence[Split(regex), ByteLevel] where the
-// regex is one pretok knows (GPT-2, cl100k/Llama 3, Qwen2, o200k), decoder
-// ByteLevel, no normalizer. Added tokens become special tokens. The
-// post-processor (for example one that adds a BOS token) is not applied.
+// Supported: model BPE, byte-level (a ByteLevel pre-tokenizer) or over
+// characters (SentencePiece style: byte_fallback, unk_token, fuse_unk,
+// continuing_subword_prefix, end_of_word_suffix), with ignore_merges;
+// normalizers NFC, NFD, NFKC, NFKD, Lowercase, StripAccents, Strip, Prepend,
+// Replace, Sequence; pre-tokenizers Split (string or regex, every behavior,
+// invert), ByteLevel, Metaspace, Digits, Punctuation, Whitespace,
+// WhitespaceSplit, Sequence; decoders ByteLevel, Metaspace, Replace,
+// ByteFallback, Fuse, Strip, Sequence; post-processors TemplateProcessing,
+// ByteLevel, RobertaProcessing, BertProcessing, Sequence (applied by
+// EncodeHF). Split regexes that pretok knows (GPT-2, cl100k/Llama 3, Qwen2,
+// o200k) use its scanners; others run on regexp2. Added tokens are special
+// tokens (EncodeWithSpecial, EncodeHF).
 func ParseHF(data []byte, name string) (*Tokenizer, error) {
+	t, err := parseHF(data, name)
+	if ce, ok := err.(*compErr); ok {
+		return nil, fmt.Errorf("%s: %s", where(name, data, ce.path...), ce.msg)
+	}
+	return t, err
+}
+
+func parseHF(data []byte, name string) (*Tokenizer, error) {
 	var f hfFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, jsonError(name, data, err)
@@ -130,22 +141,24 @@ func ParseHF(data []byte, name string) (*Tokenizer, error) {
 	if mo.Dropout != nil && *mo.Dropout != 0 {
 		return nil, fmt.Errorf("%s: BPE dropout %v is not supported (encoding would be random)", where(name, data, "model", "dropout"), *mo.Dropout)
 	}
-	for key, v := range map[string]*string{"continuing_subword_prefix": mo.ContinuingSubwordPrefix, "end_of_word_suffix": mo.EndOfWordSuffix} {
-		if v != nil && *v != "" {
-			return nil, fmt.Errorf("%s: %s %q is not supported by byte-level BPE", where(name, data, "model", key), key, *v)
-		}
-	}
-	if !isNull(f.Normalizer) {
-		return nil, fmt.Errorf("%s: normalizer %s is not supported", where(name, data, "normalizer"), brief(f.Normalizer))
-	}
-	pat, prefixSpace, err := parsePre(f.PreTokenizer)
+	normFn, err := parseNormalizer(f.Normalizer, []any{"normalizer"})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", where(name, data, "pre_tokenizer"), err)
+		return nil, err
 	}
-	if !isNull(f.Decoder) {
-		var d hfPre
-		if json.Unmarshal(f.Decoder, &d) != nil || d.Type != "ByteLevel" {
-			return nil, fmt.Errorf("%s: decoder %s is not supported (want ByteLevel)", where(name, data, "decoder"), brief(f.Decoder))
+	byteLevel := false
+	steps, err := parsePreSteps(f.PreTokenizer, []any{"pre_tokenizer"}, nil, &byteLevel)
+	if err != nil {
+		return nil, err
+	}
+	decFn, stripFirst, err := parseDecoder(f.Decoder, []any{"decoder"})
+	if err != nil {
+		return nil, err
+	}
+	if byteLevel {
+		for key, v := range map[string]*string{"continuing_subword_prefix": mo.ContinuingSubwordPrefix, "end_of_word_suffix": mo.EndOfWordSuffix} {
+			if v != nil && *v != "" {
+				return nil, fmt.Errorf("%s: %s %q is not supported by byte-level BPE", where(name, data, "model", key), key, *v)
+			}
 		}
 	}
 
@@ -153,8 +166,8 @@ func ParseHF(data []byte, name string) (*Tokenizer, error) {
 	for _, a := range f.AddedTokens {
 		added[a.Content] = true
 	}
-	m := model{encoder: make(map[string]int32, len(mo.Vocab)), merges: make(map[uint64]uint64, len(mo.Merges)), wholePiece: mo.IgnoreMerges}
-	hfID := make(map[string]int32, len(mo.Vocab)) // byte-level string -> id
+	m := model{encoder: make(map[string]int32, len(mo.Vocab)), merges: make(map[uint64]uint64, len(mo.Merges)), wholePiece: mo.IgnoreMerges, chars: !byteLevel}
+	hfID := make(map[string]int32, len(mo.Vocab)) // vocabulary string -> id
 	maxID := -1
 	for _, id := range mo.Vocab {
 		maxID = max(maxID, id)
@@ -171,7 +184,10 @@ func ParseHF(data []byte, name string) (*Tokenizer, error) {
 		if id < 0 {
 			return nil, fmt.Errorf("%s: token %q has negative id %d", where(name, data, "model", "vocab", s), s, id)
 		}
-		b, ok := fromHF(s)
+		b, ok := s, true
+		if byteLevel {
+			b, ok = fromHF(s)
+		}
 		if !ok {
 			if added[s] {
 				continue // an added token kept in the vocabulary, handled below
@@ -198,14 +214,20 @@ func ParseHF(data []byte, name string) (*Tokenizer, error) {
 		case !okb:
 			return nil, fmt.Errorf("%s: merge %d (%q %q) names unknown token %q", where(name, data, "model", "merges", i), i, a, b, b)
 		}
-		res, ok := hfID[a+b]
+		merged := a + b
+		if !byteLevel && mo.ContinuingSubwordPrefix != nil && *mo.ContinuingSubwordPrefix != "" {
+			merged = a + strings.TrimPrefix(b, *mo.ContinuingSubwordPrefix)
+		}
+		res, ok := hfID[merged]
 		if !ok {
-			return nil, fmt.Errorf("%s: merge %d (%q %q) makes %q, which is not in the vocabulary", where(name, data, "model", "merges", i), i, a, b, a+b)
+			return nil, fmt.Errorf("%s: merge %d (%q %q) makes %q, which is not in the vocabulary", where(name, data, "model", "merges", i), i, a, b, merged)
 		}
 		// A repeated pair takes its last rank, as Hugging Face's map does.
 		m.merges[uint64(uint32(ia))<<32|uint64(uint32(ib))] = uint64(i)<<32 | uint64(uint32(res))
 	}
 	special := map[string]int{}
+	h := &hfInfo{norm: normFn, steps: steps, chars: !byteLevel, unk: -1, fuseUnk: mo.FuseUnk, byteFallback: mo.ByteFallback, stripFirstSpace: stripFirst}
+	var rawToks, normToks []addedTok
 	for k, a := range f.AddedTokens {
 		if a.Content == "" {
 			return nil, fmt.Errorf("%s: added token with empty content", where(name, data, "added_tokens", k))
@@ -214,13 +236,87 @@ func ParseHF(data []byte, name string) (*Tokenizer, error) {
 			return nil, fmt.Errorf("%s: added token %q has ids %d and %d", where(name, data, "added_tokens", k), a.Content, id, a.ID)
 		}
 		special[a.Content] = a.ID
+		at := addedTok{content: a.Content, id: a.ID, lstrip: a.LStrip, rstrip: a.RStrip}
+		// As tokenizers.js: normalized defaults to !special, and only
+		// matters when there is a normalizer.
+		normalized := !a.Special
+		if a.Normalized != nil {
+			normalized = *a.Normalized
+		}
+		if normalized && !isNull(f.Normalizer) {
+			if normFn != nil {
+				at.content = normFn(at.content)
+			}
+			if at.content != "" {
+				normToks = append(normToks, at)
+			}
+		} else {
+			rawToks = append(rawToks, at)
+		}
 	}
+	h.added = append(rawToks, normToks...)
+	h.rawSplit = newAddedSplitter(h.added[:len(rawToks)], 0)
+	h.normSplit = newAddedSplitter(h.added, len(rawToks))
+	if h.prefix, h.suffix, err = parsePost(f.PostProcessor, []any{"post_processor"}, special); err != nil {
+		return nil, err
+	}
+	if !byteLevel {
+		if mo.UnkToken != nil {
+			id, ok := m.encoder[*mo.UnkToken]
+			if !ok {
+				return nil, fmt.Errorf("%s: unk_token %q is not in the vocabulary", where(name, data, "model", "unk_token"), *mo.UnkToken)
+			}
+			h.unk = id
+		}
+		for b := 0; b < 256; b++ {
+			h.byteTok[b] = -1
+			if id, ok := m.encoder[fmt.Sprintf("<0x%02X>", b)]; ok {
+				h.byteTok[b] = id
+			}
+		}
+		if mo.ContinuingSubwordPrefix != nil {
+			h.contPrefix = *mo.ContinuingSubwordPrefix
+		}
+		if mo.EndOfWordSuffix != nil {
+			h.eowSuffix = *mo.EndOfWordSuffix
+		}
+	}
+	// The fast path: no normalizer, byte-level, one known regex.
+	pat, prefixSpace, fast := pretok.GPT2, false, false
+	if normFn == nil && byteLevel && h.normSplit == nil && len(steps) == 1 {
+		switch st := steps[0].(type) {
+		case patternStep:
+			pat, fast = st.p, true
+		case byteLevelStep:
+			pat, prefixSpace, fast = pretok.GPT2, st.prefixSpace, st.regex
+		}
+	}
+	h.pipe = !fast
 	t, err := build(name, pat, m, special, 0)
 	if err != nil {
 		return nil, err
 	}
 	t.prefixSpace = prefixSpace
+	t.hf = h
+	// Per-token decoding (ByteLevel for byte-level models is the default:
+	// their tokens are bytes already).
+	for id, tok := range m.tokens {
+		if tok == "" {
+			continue
+		}
+		switch {
+		case !byteLevel && decFn != nil:
+			t.dec[id] = decFn(tok)
+		case byteLevel && decFn != nil && !isByteLevelDecoder(f.Decoder):
+			t.dec[id] = decFn(toHF(tok))
+		}
+	}
 	return t, nil
+}
+
+func isByteLevelDecoder(raw json.RawMessage) bool {
+	var c struct{ Type string }
+	return isNull(raw) || json.Unmarshal(raw, &c) == nil && c.Type == "ByteLevel"
 }
 
 func isNull(raw json.RawMessage) bool {
@@ -250,50 +346,6 @@ func parseMerge(raw json.RawMessage) (string, string, error) {
 		return pair[0], pair[1], nil
 	}
 	return "", "", fmt.Errorf("%s is neither \"a b\" nor [\"a\", \"b\"]", brief(raw))
-}
-
-// parsePre maps a pre_tokenizer to a pattern.
-func parsePre(raw json.RawMessage) (pretok.Pattern, bool, error) {
-	if isNull(raw) {
-		return 0, false, fmt.Errorf("no pre-tokenizer; byte-level BPE needs ByteLevel")
-	}
-	var p hfPre
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return 0, false, err
-	}
-	useRegex := func(q hfPre) bool { return q.UseRegex == nil || *q.UseRegex }
-	switch {
-	case p.Type == "ByteLevel" && useRegex(p):
-		return pretok.GPT2, p.AddPrefixSpace, nil
-	case p.Type == "Sequence" && len(p.Pretokenizers) == 1:
-		return parsePre(mustJSON(p.Pretokenizers[0]))
-	case p.Type == "Sequence" && len(p.Pretokenizers) == 2:
-		s, bl := p.Pretokenizers[0], p.Pretokenizers[1]
-		if s.Type != "Split" || bl.Type != "ByteLevel" || useRegex(bl) {
-			break
-		}
-		var pat struct{ Regex *string }
-		if json.Unmarshal(s.Pattern, &pat) != nil || pat.Regex == nil {
-			return 0, false, fmt.Errorf("Split pattern %s is not a regex", brief(s.Pattern))
-		}
-		if s.Behavior != "Isolated" || s.Invert {
-			return 0, false, fmt.Errorf("Split behavior %q invert %v is not supported (want Isolated, false)", s.Behavior, s.Invert)
-		}
-		pt, ok := pretok.ByRegex(*pat.Regex)
-		if !ok {
-			return 0, false, fmt.Errorf("Split regex %q is not one of the supported patterns (GPT-2, cl100k/Llama 3, Qwen2, o200k)", *pat.Regex)
-		}
-		return pt, bl.AddPrefixSpace, nil
-	}
-	return 0, false, fmt.Errorf("pre-tokenizer %s is not supported (want ByteLevel, or Sequence of Split and ByteLevel)", brief(raw))
-}
-
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
 }
 
 // Save writes the tokenizer as a Hugging Face tokenizer.json, through a
@@ -326,6 +378,9 @@ func (t *Tokenizer) Save(path string) error {
 // (trained, or loaded from tokenizer.json) can be written; a tiktoken rank
 // file has none.
 func (t *Tokenizer) WriteHF(w io.Writer) error {
+	if t.hf != nil && t.hf.pipe {
+		return fmt.Errorf("%s: writing tokenizer.json is supported only for byte-level BPE without normalizer and with a known pre-tokenizer regex", t.name)
+	}
 	if t.m.merges == nil {
 		return fmt.Errorf("%s: a tiktoken-ranked vocabulary has no merge list to write as tokenizer.json", t.name)
 	}

@@ -235,13 +235,23 @@ func TestLoadErrors(t *testing.T) {
 		errorCase(t, "tokenizer.json", bad, ":21:")
 	})
 	t.Run("unsupported normalizer", func(t *testing.T) {
-		bad := strings.Replace(g, `"normalizer": null`, `"normalizer": {"type": "NFC"}`, 1)
-		errorCase(t, "tokenizer.json", bad, ":8:", "NFC")
+		bad := strings.Replace(g, `"normalizer": null`, `"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "BertNormalizer"}]}`, 1)
+		errorCase(t, "tokenizer.json", bad, ":8:", "BertNormalizer", "not supported")
 	})
-	t.Run("unknown split regex", func(t *testing.T) {
+	t.Run("bad split regex", func(t *testing.T) {
 		bad := strings.Replace(g, `"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}`,
-			`"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\d+"}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "use_regex": false}]}`, 1)
-		errorCase(t, "tokenizer.json", bad, ":9:", `\\d+`)
+			`"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "(\\d+"}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "use_regex": false}]}`, 1)
+		errorCase(t, "tokenizer.json", bad, ":9:", `(\\d+`)
+	})
+	t.Run("unsupported pre-tokenizer", func(t *testing.T) {
+		bad := strings.Replace(g, `"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}`,
+			`"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "UnicodeScripts"}, {"type": "ByteLevel", "use_regex": false}]}`, 1)
+		errorCase(t, "tokenizer.json", bad, ":9:", "UnicodeScripts", "not supported")
+	})
+	t.Run("bad split behavior", func(t *testing.T) {
+		bad := strings.Replace(g, `"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}`,
+			`"pre_tokenizer": {"type": "Split", "pattern": {"String": " "}, "behavior": "Sideways", "invert": false}`, 1)
+		errorCase(t, "tokenizer.json", bad, ":9:", "Sideways")
 	})
 
 	ranks, err := os.ReadFile("testdata/tiny.tiktoken")

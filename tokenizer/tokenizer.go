@@ -41,6 +41,8 @@ type Tokenizer struct {
 	specialFirst [256]bool // first bytes of special tokens
 	nVocab       int
 	chat         ChatTemplate
+	hf           *hfInfo         // tokenizer.json pipeline, added tokens, post-processor; nil otherwise
+	hfChat       *HFChatTemplate // a model's Jinja chat template; nil: chat (ChatML)
 }
 
 // Name is the encoding's name (for example cl100k_base) or the file it was
@@ -68,6 +70,9 @@ func (t *Tokenizer) AppendEncode(dst []int, text string) []int {
 func (t *Tokenizer) appendOrdinary(dst []int, text string) []int {
 	if len(text) == 0 {
 		return dst
+	}
+	if t.hf != nil && t.hf.pipe {
+		return t.encodePipe(dst, text, true)
 	}
 	if t.prefixSpace && text[0] != ' ' {
 		text = " " + text
@@ -142,6 +147,9 @@ func (t *Tokenizer) Decode(ids []int) string {
 			b = append(b, t.dec[id]...)
 		}
 	}
+	if t.hf != nil && t.hf.stripFirstSpace && len(b) > 0 && b[0] == ' ' && len(ids) > 0 && !t.IsSpecial(ids[0]) {
+		b = b[1:]
+	}
 	return string(b)
 }
 
@@ -153,6 +161,9 @@ func (t *Tokenizer) DecodeChecked(ids []int) (string, error) {
 			return "", fmt.Errorf("token id %d (position %d) is not in the vocabulary of %s", id, k, t.name)
 		}
 		b = append(b, t.dec[id]...)
+	}
+	if t.hf != nil && t.hf.stripFirstSpace && len(b) > 0 && b[0] == ' ' && !t.IsSpecial(ids[0]) {
+		b = b[1:]
 	}
 	return string(b), nil
 }
@@ -274,7 +285,7 @@ func parallel(n int, fn func(i int)) {
 // build finishes a tokenizer once m.tokens, m.encoder and specials are set:
 // it fills the byte table, the decoding table and the vocabulary size.
 func build(name string, p pretok.Pattern, m model, special map[string]int, nVocab int) (*Tokenizer, error) {
-	for b := 0; b < 256; b++ {
+	for b := 0; b < 256 && !m.chars; b++ {
 		id, ok := m.encoder[string([]byte{byte(b)})]
 		if !ok {
 			return nil, fmt.Errorf("%s: no token for byte 0x%02x; a byte-level vocabulary needs all 256", name, b)

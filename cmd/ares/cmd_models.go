@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/ares-rlhf/ares/engine/model"
+	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/internal/jsonl"
 	"github.com/ares-rlhf/ares/tokenizer"
@@ -83,7 +84,10 @@ type seqInput struct {
 
 // tokens turns one input into ids and the index of the first token whose
 // log-probability is wanted (the first response token, or 1 for input_ids).
-func (in seqInput) tokens(tok *tokenizer.Tokenizer, where string) ([]int, int, error) {
+// With a codec the prompt is a user turn of the chat template with the
+// assistant turn opened and the response ends with the end-of-turn token,
+// as in training and red-teaming; without one (--raw) both are raw text.
+func (in seqInput) tokens(tok *tokenizer.Tokenizer, codec *repair.Codec, where string) ([]int, int, error) {
 	if in.InputIDs != nil {
 		if in.Prompt != "" || in.Response != "" {
 			return nil, 0, fmt.Errorf("%s: give input_ids or prompt/response, not both", where)
@@ -96,19 +100,32 @@ func (in seqInput) tokens(tok *tokenizer.Tokenizer, where string) ([]int, int, e
 	if tok == nil {
 		return nil, 0, fmt.Errorf("%s: prompt/response input needs the model directory's tokenizer.json", where)
 	}
-	p, r := tok.Encode(in.Prompt), tok.Encode(in.Response)
-	if len(p) == 0 || len(r) == 0 {
+	if in.Prompt == "" || in.Response == "" {
 		return nil, 0, fmt.Errorf("%s: prompt and response must both be non-empty", where)
+	}
+	var p, r []int
+	if codec != nil {
+		var err error
+		if p, err = tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: in.Prompt}}, true); err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", where, err)
+		}
+		r = codec.Response(in.Response)
+	} else {
+		p, r = tok.Encode(in.Prompt), tok.Encode(in.Response)
 	}
 	return append(p, r...), len(p), nil
 }
+
+// rawHelp documents --raw for score and logprobs.
+const rawHelp = "encode prompt/response as raw text (default: the prompt as a user turn of the model's chat template, the response followed by the end-of-turn token, as in training)"
 
 func runLogprobs(args []string) error {
 	fs := newFlagSet("logprobs")
 	var mf modelFlags
 	mf.register(fs)
 	dir := fs.String("model", "", "model directory (config.json, safetensors, tokenizer.json)")
-	input := fs.String("input", "", "input JSONL: {\"input_ids\": [...]} or {\"prompt\": ..., \"response\": ...}")
+	input := fs.String("input", "", "input JSONL: {\"input_ids\": [...]} or {\"prompt\": ..., \"response\": ...} (log-probs of the response tokens, end-of-turn included unless --raw)")
+	raw := fs.Bool("raw", false, rawHelp)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -119,7 +136,7 @@ func runLogprobs(args []string) error {
 	if err != nil {
 		return err
 	}
-	return scoreLike(*dir, *input, mf, opts, model.CausalLM)
+	return scoreLike(*dir, *input, mf, opts, model.CausalLM, *raw)
 }
 
 func runScore(args []string) error {
@@ -127,7 +144,8 @@ func runScore(args []string) error {
 	var mf modelFlags
 	mf.register(fs)
 	dir := fs.String("rm", "", "reward-model directory (config.json, safetensors, tokenizer.json)")
-	input := fs.String("input", "", "input JSONL: {\"prompt\": ..., \"response\": ...} or {\"input_ids\": [...]}")
+	input := fs.String("input", "", "input JSONL: {\"prompt\": ..., \"response\": ...} (chat-formatted as in training unless --raw) or {\"input_ids\": [...]}")
+	raw := fs.Bool("raw", false, rawHelp)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -138,18 +156,24 @@ func runScore(args []string) error {
 	if err != nil {
 		return err
 	}
-	return scoreLike(*dir, *input, mf, opts, model.Reward)
+	return scoreLike(*dir, *input, mf, opts, model.Reward, *raw)
 }
 
 // scoreLike runs log-probabilities (CausalLM) or reward scores (Reward) over
 // an input file in batches.
-func scoreLike(dir, input string, mf modelFlags, opts model.Options, kind model.Kind) error {
+func scoreLike(dir, input string, mf modelFlags, opts model.Options, kind model.Kind, raw bool) error {
 	m, err := model.Load(dir, kind, opts)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	tok, tokErr := model.LoadTokenizer(dir)
+	var codec *repair.Codec
+	if tokErr == nil && !raw {
+		if codec, err = repair.NewCodec(tok); err != nil {
+			tokErr = fmt.Errorf("%v (use --raw to encode prompt and response as raw text)", err)
+		}
+	}
 	ins, lines, err := readJSONL[seqInput](input)
 	if err != nil {
 		return err
@@ -161,7 +185,7 @@ func scoreLike(dir, input string, mf modelFlags, opts model.Options, kind model.
 		if in.InputIDs == nil && tokErr != nil {
 			return fmt.Errorf("%s: %v", where, tokErr)
 		}
-		if seqs[i], starts[i], err = in.tokens(tok, where); err != nil {
+		if seqs[i], starts[i], err = in.tokens(tok, codec, where); err != nil {
 			return err
 		}
 		if len(seqs[i]) > m.Cfg.MaxPos {

@@ -93,8 +93,16 @@ func TestModelCommands(t *testing.T) {
 		t.Fatalf("logprobs output %v", lp)
 	}
 	tok, _ := model.LoadTokenizer(lm)
-	if n := len(tok.Encode(" sat on the mat")); len(lp[0]["logprobs"].([]any)) != n {
+	// Chat-formatted by default: the response's tokens and the end of turn.
+	if n := len(tok.Encode(" sat on the mat")) + 1; len(lp[0]["logprobs"].([]any)) != n {
 		t.Fatalf("response log-probs: %d, want %d", len(lp[0]["logprobs"].([]any)), n)
+	}
+	rawOut := filepath.Join(dir, "lpraw.jsonl")
+	if code := runMain([]string{"logprobs", "--raw", "--model", lm, "--input", in, "--out", rawOut}); code != 0 {
+		t.Fatalf("logprobs --raw exit %d", code)
+	}
+	if n, lr := len(tok.Encode(" sat on the mat")), readLines(t, rawOut); len(lr[0]["logprobs"].([]any)) != n {
+		t.Fatalf("raw response log-probs: %d, want %d", len(lr[0]["logprobs"].([]any)), n)
 	}
 	out = filepath.Join(dir, "score.jsonl")
 	if code := runMain([]string{"score", "--rm", rm, "--input", in, "--out", out, "--batch-size", "1"}); code != 0 {

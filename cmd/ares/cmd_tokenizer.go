@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/ares-rlhf/ares/internal/jsonl"
 	"github.com/ares-rlhf/ares/tokenizer"
 	"github.com/ares-rlhf/ares/tokenizer/pretok"
 )
@@ -24,12 +27,18 @@ const tokenizerUsage = `usage:
                        --out tokenizer.json
   ares tokenizer encode (--tokenizer FILE | --encoding NAME) [--jsonl] [--special TOKEN|all ...]
   ares tokenizer decode (--tokenizer FILE | --encoding NAME) [--jsonl]
+  ares tokenizer chat --tokenizer DIR|FILE [--add-generation-prompt] [--text]
 FILE is a Hugging Face tokenizer.json or a tiktoken rank file (.tiktoken named after
 an encoding); NAME is r50k_base, p50k_base, cl100k_base or o200k_base.
 encode reads one document per line of standard input (the newline is not part of
 it) and writes one JSON array of ids per line; with --jsonl each input line is a JSON
 string (bytes that are not UTF-8 as \udc80-\udcff). decode does the reverse.
-train's special tokens default to <|endoftext|> <|im_start|> <|im_end|>.`
+train's special tokens default to <|endoftext|> <|im_start|> <|im_end|>.
+chat reads one {"messages": [{"role": ..., "content": ...}, ...]} per line and writes
+one JSON array of ids per line (--text: the rendered text as a JSON string), with the
+model's chat template (chat_template.jinja or tokenizer_config.json's chat_template
+next to tokenizer.json; ChatML when there is none). Contents never become special
+tokens.`
 
 func runTokenizer(args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -46,6 +55,8 @@ func runTokenizer(args []string) error {
 		return tokenizerCode(args[1:], true)
 	case "decode":
 		return tokenizerCode(args[1:], false)
+	case "chat":
+		return tokenizerChat(args[1:])
 	}
 	return usagef("unknown tokenizer subcommand %q\n%s", args[0], tokenizerUsage)
 }
@@ -155,4 +166,50 @@ func tokenizerCode(args []string, encode bool) error {
 		return tok.EncodeStream(os.Stdin, os.Stdout, opt)
 	}
 	return tok.DecodeStream(os.Stdin, os.Stdout, opt)
+}
+
+func tokenizerChat(args []string) error {
+	fs := newFlagSet("tokenizer chat")
+	path := fs.String("tokenizer", "", "model `DIR` or its tokenizer.json")
+	gen := fs.Bool("add-generation-prompt", false, "end with an open assistant turn")
+	text := fs.Bool("text", false, "write the rendered template text instead of ids")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if *path == "" {
+		return usagef("--tokenizer is required")
+	}
+	tok, err := tokenizer.LoadWithChatTemplate(*path)
+	if err != nil {
+		return err
+	}
+	type chatLine struct {
+		Messages []tokenizer.Message `json:"messages"`
+	}
+	ins, lines, err := jsonl.Read[chatLine](os.Stdin, "stdin", true, nil)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(os.Stdout)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for i, in := range ins {
+		var v any
+		if *text {
+			v, err = tok.RenderChatText(in.Messages, *gen)
+		} else {
+			v, err = tok.EncodeChat(in.Messages, *gen)
+		}
+		if err != nil {
+			w.Flush()
+			return fmt.Errorf("stdin:%d: %w", lines[i], err)
+		}
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	}
+	return w.Flush()
 }

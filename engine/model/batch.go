@@ -28,8 +28,8 @@ func (m *Transformer) NewBatch(s *torch.Scope, seqs [][]int, pad int) (*Batch, e
 		if len(q) == 0 {
 			return nil, fmt.Errorf("sequence %d is empty", i)
 		}
-		if len(q) > m.Cfg.MaxPos {
-			return nil, fmt.Errorf("sequence %d has %d tokens, more than the model's context of %d", i, len(q), m.Cfg.MaxPos)
+		if len(q) > m.Cfg.Context() {
+			return nil, fmt.Errorf("sequence %d has %d tokens, more than the model's context of %d", i, len(q), m.Cfg.Context())
 		}
 		for _, id := range q {
 			if id < 0 || id >= m.Cfg.VocabSize {

@@ -3,6 +3,13 @@
 // built on them, batched generation with a KV cache, and teacher-forced
 // log-probabilities. Models are configured from a Hugging Face config.json and
 // load safetensors under the tensor names Hugging Face uses.
+//
+// Rotary embeddings: plain RoPE and the rope_scaling types "linear",
+// "dynamic" (dynamic NTK), "llama3" (Llama 3.1/3.2) and "yarn" (Qwen2.5,
+// Qwen3 long context), plus partial_rotary_factor; longrope and unknown types
+// or keys are refused by name. See rope.go for the formulas and for how
+// dynamic NTK behaves with a KV cache. Qwen2's use_sliding_window must be
+// false (sliding-window attention is not implemented).
 package model
 
 import (
@@ -46,6 +53,15 @@ type Config struct {
 	AttnBias   bool    `json:"attention_bias,omitempty"`
 	HiddenAct  string  `json:"hidden_act,omitempty"`
 	TorchDType string  `json:"torch_dtype,omitempty"`
+
+	// RopeScaling is the "rope_scaling" object (nil: plain rotary
+	// embeddings); PartialRotary is partial_rotary_factor (0: the whole head).
+	// See rope.go for the supported types.
+	RopeScaling   *RopeScaling `json:"-"`
+	PartialRotary float64      `json:"-"`
+	// UseSlidingWindow is Qwen2's use_sliding_window as the file gave it;
+	// only false is accepted (sliding-window attention is not implemented).
+	UseSlidingWindow *bool `json:"-"`
 
 	Family Family `json:"-"`
 	QKNorm bool   `json:"-"` // Qwen3: RMSNorm on each head of q and k
@@ -141,8 +157,8 @@ func ParseConfig(b []byte) (*Config, error) {
 			return nil, fmt.Errorf("field \"eos_token_id\": want an integer or a list of integers")
 		}
 	}
-	if v, ok := raw["rope_scaling"]; ok && string(v) != "null" {
-		return nil, fmt.Errorf("field \"rope_scaling\" is set (%s); only plain rotary embeddings are supported", string(v))
+	if err := c.parseRope(raw, get); err != nil {
+		return nil, err
 	}
 	switch c.ModelType {
 	case "qwen2":
@@ -194,8 +210,24 @@ func (c *Config) Validate() error {
 	if c.Family == GPT2 && c.HeadDim*c.Heads != c.Hidden {
 		return fmt.Errorf("hidden_size %d is not divisible by num_attention_heads %d", c.Hidden, c.Heads)
 	}
-	if c.HeadDim%2 != 0 && c.Family == Llama {
-		return fmt.Errorf("head_dim %d must be even for rotary embeddings", c.HeadDim)
+	if c.Family == Llama {
+		if c.PartialRotary < 0 || c.PartialRotary > 1 {
+			return fmt.Errorf("field \"partial_rotary_factor\" = %v must be in (0, 1]", c.PartialRotary)
+		}
+		if rd := c.RotaryDim(); rd <= 0 || rd%2 != 0 {
+			if c.PartialRotary != 0 {
+				return fmt.Errorf("field \"partial_rotary_factor\" = %v gives %d rotary dimensions of head_dim %d; they must be even and positive", c.PartialRotary, rd, c.HeadDim)
+			}
+			return fmt.Errorf("head_dim %d must be even for rotary embeddings", c.HeadDim)
+		}
+		if r := c.RopeScaling; r != nil {
+			if err := r.validate(c.MaxPos); err != nil {
+				return err
+			}
+			if r.Type == "dynamic" && c.RotaryDim() <= 2 {
+				return fmt.Errorf("field \"rope_scaling\": rope type \"dynamic\" needs more than 2 rotary dimensions, got %d", c.RotaryDim())
+			}
+		}
 	}
 	switch c.HiddenAct {
 	case "gelu_new", "gelu_pytorch_tanh", "gelu", "silu":
@@ -233,6 +265,73 @@ func (c *Config) JSON(architecture string) ([]byte, error) {
 		if c.ModelType == "llama" || c.ModelType == "qwen3" {
 			m["attention_bias"] = c.AttnBias
 		}
+		if c.RopeScaling != nil {
+			m["rope_scaling"] = c.RopeScaling.jsonValue()
+		}
+		if c.PartialRotary != 0 {
+			m["partial_rotary_factor"] = c.PartialRotary
+		}
+		if c.UseSlidingWindow != nil {
+			m["use_sliding_window"] = *c.UseSlidingWindow
+		}
 	}
 	return json.MarshalIndent(m, "", "  ")
+}
+
+// parseRope reads rope_scaling (or transformers 5's rope_parameters, which
+// also carries rope_theta and partial_rotary_factor), partial_rotary_factor
+// and use_sliding_window.
+func (c *Config) parseRope(raw map[string]json.RawMessage, get func(string, any) error) error {
+	set := func(k string) bool { v, ok := raw[k]; return ok && string(v) != "null" }
+	if c.Family == GPT2 {
+		for _, k := range []string{"rope_scaling", "rope_parameters", "partial_rotary_factor"} {
+			if set(k) {
+				return fmt.Errorf("field %q is set (%s), but model_type %q has no rotary embeddings", k, string(raw[k]), c.ModelType)
+			}
+		}
+		return nil
+	}
+	if set("rope_scaling") && set("rope_parameters") {
+		return fmt.Errorf("fields \"rope_scaling\" and \"rope_parameters\" are both set; give one")
+	}
+	if err := get("partial_rotary_factor", &c.PartialRotary); err != nil {
+		return err
+	}
+	for _, k := range []string{"rope_scaling", "rope_parameters"} {
+		if !set(k) {
+			continue
+		}
+		extra := map[string]json.RawMessage{}
+		r, err := parseRopeScaling(k, raw[k], extra)
+		if err != nil {
+			return err
+		}
+		c.RopeScaling = r
+		if v, ok := extra["rope_theta"]; ok && string(v) != "null" {
+			if err := json.Unmarshal(v, &c.RopeTheta); err != nil {
+				return fmt.Errorf("field %q: key \"rope_theta\": %s is not a number", k, string(v))
+			}
+		}
+		if v, ok := extra["partial_rotary_factor"]; ok && string(v) != "null" {
+			if err := json.Unmarshal(v, &c.PartialRotary); err != nil {
+				return fmt.Errorf("field %q: key \"partial_rotary_factor\": %s is not a number", k, string(v))
+			}
+		}
+		if k == "rope_scaling" && len(extra) > 0 {
+			for ek := range extra {
+				return fmt.Errorf("field \"rope_scaling\": key %q belongs at the top level of config.json", ek)
+			}
+		}
+	}
+	if set("use_sliding_window") {
+		var on bool
+		if err := get("use_sliding_window", &on); err != nil {
+			return err
+		}
+		if on {
+			return fmt.Errorf("field \"use_sliding_window\" is true; sliding-window attention is not supported")
+		}
+		c.UseSlidingWindow = &on
+	}
+	return nil
 }

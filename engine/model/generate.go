@@ -48,9 +48,9 @@ func (m *Transformer) Generate(prompts [][]int, o GenerateOptions) (*Generation,
 		Lp = max(Lp, len(p))
 	}
 	for i, p := range prompts {
-		if len(p)+o.MaxNewTokens > m.Cfg.MaxPos {
+		if len(p)+o.MaxNewTokens > m.Cfg.Context() {
 			return nil, fmt.Errorf("prompt %d has %d tokens; with %d new tokens it exceeds the model's context of %d",
-				i, len(p), o.MaxNewTokens, m.Cfg.MaxPos)
+				i, len(p), o.MaxNewTokens, m.Cfg.Context())
 		}
 	}
 	B := len(prompts)

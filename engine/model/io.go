@@ -312,7 +312,10 @@ func (m *Transformer) Save(dir string, kind Kind, tok *tokenizer.Tokenizer) erro
 		return err
 	}
 	if tok != nil {
-		return tok.Save(filepath.Join(dir, "tokenizer.json"))
+		if err := tok.Save(filepath.Join(dir, "tokenizer.json")); err != nil {
+			return err
+		}
+		return tok.SaveHFChatTemplate(dir)
 	}
 	return nil
 }
@@ -334,11 +337,13 @@ func writeFileAtomic(path string, b []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// LoadTokenizer reads dir/tokenizer.json.
+// LoadTokenizer reads dir/tokenizer.json with the model's chat template
+// (dir/chat_template.jinja or tokenizer_config.json's chat_template) when
+// the directory has one; without one the tokenizer keeps ChatML.
 func LoadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
 	p := filepath.Join(dir, "tokenizer.json")
 	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no tokenizer.json in the model directory", dir)
 	}
-	return tokenizer.Load(p)
+	return tokenizer.LoadWithChatTemplate(p)
 }

@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/ares-rlhf/ares/engine/torch"
 )
@@ -32,7 +31,7 @@ type Transformer struct {
 	lmHead *torch.Tensor // [V, H]; nil when tied to wte or for a reward model
 	scoreW *torch.Tensor // [labels, H]; reward models only
 
-	ropeCos, ropeSin *torch.Tensor // [P, D] tables, Llama family only
+	ropeCos, ropeSin *torch.Tensor // [Context, rotary dim] tables, Llama family only (rope.go)
 
 	params []Param
 }
@@ -154,31 +153,6 @@ func build(cfg *Config, dev torch.Device, dt torch.DType, params []Param) (*Tran
 	return m, nil
 }
 
-// buildRope precomputes cos and sin of position * inv_freq for every position,
-// duplicated over the two halves of the head dimension (Hugging Face's
-// rotate_half convention).
-func (m *Transformer) buildRope() {
-	D, P := m.Cfg.HeadDim, m.Cfg.MaxPos
-	cos := make([]float32, P*D)
-	sin := make([]float32, P*D)
-	for p := 0; p < P; p++ {
-		for i := 0; i < D/2; i++ {
-			invFreq := 1 / math.Pow(m.Cfg.RopeTheta, float64(2*i)/float64(D))
-			// float32 as Hugging Face computes it: inv_freq and positions in f32.
-			a := float64(float32(p) * float32(invFreq))
-			c, s := float32(math.Cos(a)), float32(math.Sin(a))
-			cos[p*D+i], cos[p*D+i+D/2] = c, c
-			sin[p*D+i], sin[p*D+i+D/2] = s, s
-		}
-	}
-	mk := func(v []float32) *torch.Tensor {
-		t := torch.FromSlice(v, int64(P), int64(D))
-		defer t.Close()
-		return t.Convert(m.DType, m.Device)
-	}
-	m.ropeCos, m.ropeSin = mk(cos), mk(sin)
-}
-
 // Params returns the parameters in a fixed order (the optimizer's order).
 func (m *Transformer) Params() []Param { return m.params }
 
@@ -227,8 +201,7 @@ func (m *Transformer) Forward(ids, pos, mask *torch.Tensor, cache *KVCache) *tor
 	}
 	var cos, sin *torch.Tensor
 	if m.Cfg.Family == Llama {
-		cos = torch.Embedding(m.ropeCos, pos).Unsqueeze(1) // [B, 1, L, D]
-		sin = torch.Embedding(m.ropeSin, pos).Unsqueeze(1)
+		cos, sin = m.ropeFor(pos) // [B, 1, L, rotary dim]
 	}
 	for i, b := range m.blocks {
 		var kv *layerCache
@@ -301,8 +274,13 @@ func (m *Transformer) gpt2MLP(b *block, x *torch.Tensor) *torch.Tensor {
 	return torch.Linear(h, b.projW, b.projB)
 }
 
-// rotate applies rotary embeddings: x*cos + rotate_half(x)*sin.
+// rotate applies rotary embeddings: x*cos + rotate_half(x)*sin over the
+// first cos.Size(-1) dimensions of x (all of them unless
+// partial_rotary_factor is set); the rest pass through unchanged.
 func rotate(x, cos, sin *torch.Tensor) *torch.Tensor {
+	if rd, d := cos.Size(-1), x.Size(-1); rd < d {
+		return torch.Cat([]*torch.Tensor{rotate(x.Narrow(-1, 0, rd), cos, sin), x.Narrow(-1, rd, d-rd)}, -1)
+	}
 	half := x.Size(-1) / 2
 	x1, x2 := x.Narrow(-1, 0, half), x.Narrow(-1, half, half)
 	rotated := torch.Cat([]*torch.Tensor{x2.Neg(), x1}, -1)

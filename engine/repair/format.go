@@ -18,7 +18,8 @@ import (
 )
 
 // Codec turns prompts and responses into token ids: the prompt as a user
-// turn of the tokenizer's chat template with the assistant turn opened, the
+// turn of the tokenizer's chat template (the model's own Jinja template when
+// its directory has one, else ChatML) with the assistant turn opened, the
 // response followed by the end-of-turn token (the stop token of generation).
 type Codec struct {
 	Tok      *tokenizer.Tokenizer
@@ -27,9 +28,11 @@ type Codec struct {
 
 // NewCodec needs a tokenizer with the chat template's special tokens.
 func NewCodec(tok *tokenizer.Tokenizer) (*Codec, error) {
-	ct := tok.ChatTemplate()
-	end, err := tok.SpecialID(ct.End)
+	end, err := tok.SpecialID(tok.EndOfTurn())
 	if err != nil {
+		return nil, fmt.Errorf("tokenizer %s: %w", tok.Name(), err)
+	}
+	if _, err := tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: "Hi"}}, true); err != nil {
 		return nil, fmt.Errorf("tokenizer %s: %w", tok.Name(), err)
 	}
 	pad, err := tok.SpecialID("<|endoftext|>")
@@ -43,7 +46,8 @@ func NewCodec(tok *tokenizer.Tokenizer) (*Codec, error) {
 func (c *Codec) Prompt(p string) []int {
 	ids, err := c.Tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: p}}, true)
 	if err != nil {
-		// The template's tokens were checked in NewCodec.
+		// The template was checked in NewCodec; a Jinja template can still
+		// reject a content (raise_exception), which is a caller's bug here.
 		panic(err)
 	}
 	return ids
