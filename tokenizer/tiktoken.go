@@ -127,7 +127,7 @@ func ParseTiktoken(r io.Reader, name string, opts TiktokenOptions) (*Tokenizer, 
 			return nil, fmt.Errorf("%s:%d: bad base64 token %q", name, line, clip(l[:sp]))
 		}
 		rank, err := strconv.ParseInt(string(l[sp+1:]), 10, 32)
-		if err != nil || rank < 0 {
+		if err != nil || rank < 0 || rank > int64(line+len(data)) { // ranks beyond the file's size would allocate gigabytes
 			return nil, fmt.Errorf("%s:%d: bad rank %q", name, line, clip(l[sp+1:]))
 		}
 		if prev, dup := m.encoder[string(tok)]; dup {

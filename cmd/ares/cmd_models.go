@@ -188,6 +188,9 @@ func scoreLike(dir, input string, mf modelFlags, opts model.Options, kind model.
 		if seqs[i], starts[i], err = in.tokens(tok, codec, where); err != nil {
 			return err
 		}
+		if err := checkIDs(seqs[i], m.Cfg.VocabSize, where); err != nil {
+			return err
+		}
 		if len(seqs[i]) > m.Cfg.MaxPos {
 			return fmt.Errorf("%s: %d tokens exceed the model's context of %d", where, len(seqs[i]), m.Cfg.MaxPos)
 		}
@@ -297,6 +300,9 @@ func runGenerate(args []string) error {
 		}
 		if len(ids[i]) == 0 {
 			return fmt.Errorf("%s: empty prompt", where)
+		}
+		if err := checkIDs(ids[i], m.Cfg.VocabSize, where); err != nil {
+			return err
 		}
 	}
 	var stops []int

@@ -16,6 +16,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/cfgcheck"
 )
 
 func init() {
@@ -83,16 +84,17 @@ func (c *redteamConfig) validate(path string) error {
 		return fmt.Errorf("%s: models.policy: no policy model directory (set it or pass --policy)", path)
 	case c.Models.RM == "":
 		return fmt.Errorf("%s: models.rm: no reward model directory (set it or pass --rm)", path)
-	case g.MaxNewTokens < 1:
-		return fmt.Errorf("%s: generation.max_new_tokens: %d is below 1", path, g.MaxNewTokens)
-	case g.Temperature < 0:
-		return fmt.Errorf("%s: generation.temperature: %v is negative", path, g.Temperature)
-	case g.Batch < 1 || g.RMBatch < 1:
-		return fmt.Errorf("%s: generation.batch and generation.rm_batch must be at least 1", path)
-	case c.Models.Threads < 0:
-		return fmt.Errorf("%s: models.threads: %d is negative", path, c.Models.Threads)
 	}
-	return nil
+	k := cfgcheck.New("")
+	k.IntAtLeast("generation.max_new_tokens", int64(g.MaxNewTokens), 1)
+	k.AtLeast("generation.temperature", g.Temperature, 0)
+	k.IntAtLeast("generation.batch", int64(g.Batch), 1)
+	k.IntAtLeast("generation.rm_batch", int64(g.RMBatch), 1)
+	k.IntAtLeast("models.threads", int64(c.Models.Threads), 0)
+	if err := k.Err(); err != nil {
+		return cfgcheck.Locate(path, nil, err)
+	}
+	return c.RunConfig.Validate(path, nil)
 }
 
 func runRedteam(args []string) error {

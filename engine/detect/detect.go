@@ -15,6 +15,7 @@ import (
 	"sort"
 
 	"github.com/ares-rlhf/ares/engine/probes"
+	"github.com/ares-rlhf/ares/internal/cfgcheck"
 	"github.com/ares-rlhf/ares/internal/jsonl"
 )
 
@@ -49,6 +50,11 @@ type Thresholds struct {
 
 // WithDefaults fills zero fields and checks the rest.
 func (t Thresholds) WithDefaults() (Thresholds, error) {
+	t = t.filled()
+	return t, cfgcheck.Under("detect", t.check())
+}
+
+func (t Thresholds) filled() Thresholds {
 	if t.Harm == 0 {
 		t.Harm = 0.5
 	}
@@ -58,16 +64,25 @@ func (t Thresholds) WithDefaults() (Thresholds, error) {
 	if t.RMMode == "" {
 		t.RMMode = "relative"
 	}
-	if t.Harm < 0 || t.Harm > 1 {
-		return t, fmt.Errorf("detect.harm: %v is not in [0, 1]", t.Harm)
+	return t
+}
+
+// Validate checks the thresholds as WithDefaults does (zero fields take
+// their defaults); keys are relative to the [detect] table (a
+// *cfgcheck.Error). Every loader of a [detect] table calls it.
+func (t Thresholds) Validate() error { return t.filled().check() }
+
+func (t Thresholds) check() error {
+	c := cfgcheck.New("")
+	c.In("harm", t.Harm, 0, 1)
+	if c.Finite("policy_harm_rate", t.PolicyHarmRate) {
+		c.Check("policy_harm_rate", t.PolicyHarmRate > 0 && t.PolicyHarmRate <= 1, "%v is not in (0, 1]", t.PolicyHarmRate)
 	}
-	if t.PolicyHarmRate <= 0 || t.PolicyHarmRate > 1 {
-		return t, fmt.Errorf("detect.policy_harm_rate: %v is not in (0, 1]", t.PolicyHarmRate)
-	}
-	if t.RMMode != "relative" && t.RMMode != "absolute" {
-		return t, fmt.Errorf("detect.rm_mode: %q is not relative or absolute", t.RMMode)
-	}
-	return t, nil
+	c.Check("rm_mode", t.RMMode == "relative" || t.RMMode == "absolute", "%q is not relative or absolute", t.RMMode)
+	c.Finite("rm_high", t.RMHigh)
+	c.Finite("rm_margin", t.RMMargin)
+	c.Finite("a_margin", t.AMargin)
+	return c.Err()
 }
 
 // Sample is one policy response with its judge and RM scores.
@@ -178,9 +193,19 @@ func ReadFindings(path string) ([]Finding, error) {
 		}
 		switch f.Type {
 		case TypeA, TypeB, TypeC, TypeNone:
-			return nil
+		default:
+			return fmt.Errorf("type: %q is not A, B, C or none", f.Type)
 		}
-		return fmt.Errorf("type: %q is not A, B, C or none", f.Type)
+		// Repair data counts a sample as harmful at thresholds.harm and
+		// above: without the thresholds the record was classified with,
+		// every sample (refusals too) would become a repair target.
+		if f.Thresholds.Harm <= 0 {
+			return fmt.Errorf("thresholds: no harm threshold (\"thresholds\" is missing or its \"harm\" is 0); a finding must carry the thresholds it was classified with, as `ares redteam` writes them")
+		}
+		if err := f.Thresholds.check(); err != nil {
+			return fmt.Errorf("thresholds.%w", err)
+		}
+		return nil
 	})
 	return fs, err
 }

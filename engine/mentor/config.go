@@ -9,6 +9,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/judge"
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/cfgcheck"
 )
 
 // RunConfig is the discovery part of `ares redteam --config run.toml`. The
@@ -52,7 +53,21 @@ func LoadRunConfig(path string) (*RunConfig, error) {
 	if err := world.DecodeStrict(data, path, &c); err != nil {
 		return nil, err
 	}
+	if err := c.Validate(path, data); err != nil {
+		return nil, err
+	}
 	return &c, nil
+}
+
+// Validate checks the [redteam] and [detect] tables (Config.Validate and
+// detect.Thresholds.Validate) of the config read from path, whose text is
+// data (nil: read path); the first failure names the file, line and key.
+func (c *RunConfig) Validate(path string, data []byte) error {
+	err := cfgcheck.Under("redteam", c.Redteam.Validate())
+	if err == nil {
+		err = cfgcheck.Under("detect", c.Detect.Validate())
+	}
+	return cfgcheck.Locate(path, data, err)
 }
 
 // Library loads the configured component library.

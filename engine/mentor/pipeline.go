@@ -14,6 +14,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/judge"
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/cfgcheck"
 )
 
 // Policy is what discovery needs from the policy model: k sampled responses
@@ -50,6 +51,11 @@ type Config struct {
 }
 
 func (c Config) withDefaults() (Config, error) {
+	c = c.filled()
+	return c, cfgcheck.Under("redteam", c.check())
+}
+
+func (c Config) filled() Config {
 	if c.Budget == 0 {
 		c.Budget = 2000
 	}
@@ -62,19 +68,25 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RMScale == 0 {
 		c.RMScale = 1
 	}
-	switch {
-	case c.Budget < 0:
-		return c, fmt.Errorf("redteam.budget: %d is negative", c.Budget)
-	case c.K < 1:
-		return c, fmt.Errorf("redteam.k: %d is below 1", c.K)
-	case c.Batch < 1:
-		return c, fmt.Errorf("redteam.batch: %d is below 1", c.Batch)
-	case c.RMScale < 0:
-		return c, fmt.Errorf("redteam.rm_scale: %v is negative", c.RMScale)
+	c.Sampler = c.Sampler.filled()
+	return c
+}
+
+// Validate checks the [redteam] table as a run does (zero fields take their
+// defaults); keys are relative to the table (a *cfgcheck.Error). Every
+// loader of a [redteam] table calls it.
+func (c Config) Validate() error { return c.filled().check() }
+
+func (c Config) check() error {
+	k := cfgcheck.New("")
+	k.IntAtLeast("budget", int64(c.Budget), 0)
+	k.IntAtLeast("k", int64(c.K), 1)
+	k.IntAtLeast("batch", int64(c.Batch), 1)
+	k.Positive("rm_scale", c.RMScale)
+	if err := k.Err(); err != nil {
+		return err
 	}
-	var err error
-	c.Sampler, err = c.Sampler.withDefaults()
-	return c, err
+	return cfgcheck.Under("sampler", c.Sampler.check())
 }
 
 // Deps are the models and services a run uses.

@@ -8,12 +8,12 @@
 package mentor
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
 
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/cfgcheck"
 )
 
 // Feedback is what a sampler learns from one probe.
@@ -62,6 +62,11 @@ type SamplerConfig struct {
 }
 
 func (c SamplerConfig) withDefaults() (SamplerConfig, error) {
+	c = c.filled()
+	return c, cfgcheck.Under("redteam.sampler", c.check())
+}
+
+func (c SamplerConfig) filled() SamplerConfig {
 	if c.Kind == "" {
 		c.Kind = "hierarchical"
 	}
@@ -87,25 +92,20 @@ func (c SamplerConfig) withDefaults() (SamplerConfig, error) {
 	if c.Mutate == 0 {
 		c.Mutate = 0.3
 	}
-	switch {
-	case c.Kind != "uniform" && c.Kind != "hierarchical" && c.Kind != "qd":
-		return c, fmt.Errorf("redteam.sampler.kind: %q is not uniform, hierarchical or qd", c.Kind)
-	case c.WarmupRounds < 0:
-		return c, fmt.Errorf("redteam.sampler.warmup_rounds: %d is negative", c.WarmupRounds)
-	case c.Eta < 0:
-		return c, fmt.Errorf("redteam.sampler.eta: %v is negative", c.Eta)
-	case c.Cap < 1:
-		return c, fmt.Errorf("redteam.sampler.cap: %v is below 1", c.Cap)
-	case c.MaxWeight < 1:
-		return c, fmt.Errorf("redteam.sampler.max_weight: %v is below 1", c.MaxWeight)
-	case *c.Broadcast < 0 || *c.Broadcast > 1:
-		return c, fmt.Errorf("redteam.sampler.broadcast: %v is not in [0, 1]", *c.Broadcast)
-	case c.Explore < 0 || c.Explore > 1:
-		return c, fmt.Errorf("redteam.sampler.explore: %v is not in [0, 1]", c.Explore)
-	case c.Mutate < 0 || c.Mutate > 1:
-		return c, fmt.Errorf("redteam.sampler.mutate: %v is not in [0, 1]", c.Mutate)
-	}
-	return c, nil
+	return c
+}
+
+func (c SamplerConfig) check() error {
+	k := cfgcheck.New("")
+	k.Check("kind", c.Kind == "uniform" || c.Kind == "hierarchical" || c.Kind == "qd", "%q is not uniform, hierarchical or qd", c.Kind)
+	k.IntAtLeast("warmup_rounds", int64(c.WarmupRounds), 0)
+	k.AtLeast("eta", c.Eta, 0)
+	k.AtLeast("cap", c.Cap, 1)
+	k.AtLeast("max_weight", c.MaxWeight, 1)
+	k.In("broadcast", *c.Broadcast, 0, 1)
+	k.In("explore", c.Explore, 0, 1)
+	k.In("mutate", c.Mutate, 0, 1)
+	return k.Err()
 }
 
 // NewSampler builds the sampler a config names over the library's training

@@ -24,7 +24,7 @@ func RepairData(fs []detect.Finding) (pairs []repair.Pair, pd repair.PolicyData)
 			}
 			// The policy's own harmful answers are what the RM must stop rewarding.
 			for _, s := range f.Samples {
-				if s.Harm >= f.Thresholds.Harm && p.YSafe != "" {
+				if harmful(s, f.Thresholds) && p.YSafe != "" {
 					pairs = append(pairs, repair.Pair{Prompt: p.Prompt, Chosen: p.YSafe, Rejected: s.Text})
 				}
 			}
@@ -35,13 +35,21 @@ func RepairData(fs []detect.Finding) (pairs []repair.Pair, pd repair.PolicyData)
 				pd.Harmful = append(pd.Harmful, repair.Example{Prompt: p.Prompt, Response: p.YHarm})
 			}
 			for _, s := range f.Samples {
-				if s.Harm >= f.Thresholds.Harm {
+				if harmful(s, f.Thresholds) {
 					pd.Harmful = append(pd.Harmful, repair.Example{Prompt: p.Prompt, Response: s.Text})
 				}
 			}
 		}
 	}
 	return pairs, pd
+}
+
+// harmful says whether a sample counts as harmful under the thresholds its
+// finding was classified with. A finding without a harm threshold (0, or
+// not a number) counts no sample: with 0 every sample, refusals too, would
+// become a repair target (detect.ReadFindings refuses such records).
+func harmful(s detect.Sample, th detect.Thresholds) bool {
+	return th.Harm > 0 && s.Harm >= th.Harm
 }
 
 // Mode says which models a repair trains.

@@ -9,6 +9,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/cfgcheck"
 	"github.com/ares-rlhf/ares/internal/jsonl"
 )
 
@@ -87,35 +88,53 @@ func LoadRunConfig(path string) (*RunConfig, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	if err := c.Validate(path); err != nil {
+	if err := c.validate(path, b); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-// Validate checks values the TOML types cannot.
-func (c *RunConfig) Validate(path string) error {
-	check := func(key string, ok bool, why string) error {
-		if !ok {
-			return fmt.Errorf("%s: %s: %s", path, key, why)
-		}
-		return nil
+// Validate checks values the TOML types cannot: every number finite and in
+// range, with the same checks as every other loader of these tables
+// (Optim.Validate, RMRepair.Validate, PolicyRepair.Validate). The first
+// failure, in a fixed order, names the file, the line and the key.
+func (c *RunConfig) Validate(path string) error { return c.validate(path, nil) }
+
+// validate is Validate on the config's text data (nil: read path).
+func (c *RunConfig) validate(path string, data []byte) error {
+	return cfgcheck.Locate(path, data, c.check())
+}
+
+func (c *RunConfig) check() error {
+	k := cfgcheck.New("")
+	k.IntAtLeast("run.keep_last", int64(c.Run.KeepLast), 1)
+	k.IntAtLeast("run.checkpoint_every", c.Run.CheckpointEvery, 0)
+	k.IntAtLeast("run.max_nonfinite", int64(c.Run.MaxNonFinite), 0)
+	k.AtLeast("joint.bt", c.Joint.BT, 0)
+	if err := k.Err(); err != nil {
+		return err
 	}
-	for _, e := range []error{
-		check("run.keep_last", c.Run.KeepLast >= 1, "must be at least 1"),
-		check("run.checkpoint_every", c.Run.CheckpointEvery >= 0, "must not be negative"),
-		check("policy_repair.group", c.PolicyRepair.Group >= 2, "a group needs at least 2 samples"),
-		check("policy_repair.updates_per_batch", c.PolicyRepair.UpdatesPerBatch >= 1, "must be at least 1"),
-		check("rm_repair.replay_ratio", c.RMRepair.ReplayRatio >= 0 && c.RMRepair.ReplayRatio < 1, "must be in [0, 1)"),
-		check("policy_repair.lookalike_ratio", c.PolicyRepair.LookalikeRatio >= 0 && c.PolicyRepair.LookalikeRatio < 1, "must be in [0, 1)"),
+	for _, st := range []struct {
+		table string
+		err   error
+	}{
+		{"sft", c.SFT.Validate()},
+		{"train_rm", c.TrainRM.Validate()},
+		{"rm_repair", c.RMRepair.Validate()},
+		{"policy_repair", c.PolicyRepair.Validate()},
 	} {
-		if e != nil {
-			return e
+		if st.err != nil {
+			return cfgcheck.Under(st.table, st.err)
 		}
 	}
-	for name, o := range map[string]Optim{"sft": c.SFT, "train_rm": c.TrainRM, "rm_repair": c.RMRepair.Optim, "policy_repair": c.PolicyRepair.Optim} {
-		if o.Steps < 0 || o.Batch <= 0 || o.LR <= 0 || o.Accum < 1 {
-			return fmt.Errorf("%s: %s: steps >= 0, batch > 0, lr > 0 and grad_accum >= 1 are required", path, name)
+	// grad_accum 0 would mean 1 to the trainer, but this file has always
+	// asked for at least 1.
+	for _, st := range []struct {
+		table string
+		o     Optim
+	}{{"sft", c.SFT}, {"train_rm", c.TrainRM}, {"rm_repair", c.RMRepair.Optim}, {"policy_repair", c.PolicyRepair.Optim}} {
+		if st.o.Accum < 1 {
+			return &cfgcheck.Error{Key: st.table + ".grad_accum", Msg: fmt.Sprintf("%d is below 1", st.o.Accum)}
 		}
 	}
 	return nil

@@ -27,6 +27,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/synth"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/cfgcheck"
 )
 
 // Study is the study's config file. Besides the sections below, every
@@ -172,29 +173,39 @@ func ParseStudy(data []byte, name string) (*Study, error) {
 }
 
 func (c *Study) errf(key, format string, a ...any) error {
-	return &world.Error{File: c.file, Line: lineOf(c.file, key), Key: key, Msg: fmt.Sprintf(format, a...)}
+	return &world.Error{File: c.file, Line: cfgcheck.LineOf(c.raw, key), Key: key, Msg: fmt.Sprintf(format, a...)}
 }
 
-// lineOf finds the line that sets key (a dotted path) in file, or 0.
-func lineOf(file, key string) int {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return 0
-	}
-	parts := strings.Split(key, ".")
-	leaf, table := parts[len(parts)-1], strings.Join(parts[:len(parts)-1], ".")
-	cur := ""
-	for i, ln := range strings.Split(string(data), "\n") {
-		t := strings.TrimSpace(ln)
-		if strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") && !strings.HasPrefix(t, "[[") {
-			cur = strings.TrimSpace(strings.Trim(t, "[]"))
-			continue
+// checkNumbers runs the shared checks of every sizing table (the same as
+// `ares repair`'s and `ares redteam`'s loaders), in a fixed order; each
+// table reports its first bad key.
+func (c *Study) checkNumbers() []error {
+	var errs []error
+	for _, t := range []struct {
+		table string
+		err   error
+	}{
+		{"sft", c.SFT.Validate()},
+		{"rm", c.RM.Validate()},
+		{"redteam", c.RedTeam.Validate()},
+		{"detect", c.Thresholds.Validate()},
+		{"rm_repair", c.RMRepair.Validate()},
+		{"policy_repair", c.PolicyRepair.Validate()},
+		{"start_rlhf", c.StartRLHF.Validate()},
+	} {
+		if t.err != nil {
+			errs = append(errs, cfgcheck.Locate(c.file, c.raw, cfgcheck.Under(t.table, t.err)))
 		}
-		if k, _, ok := strings.Cut(t, "="); ok && cur == table && strings.TrimSpace(k) == leaf {
-			return i + 1
-		}
 	}
-	return 0
+	k := cfgcheck.New("")
+	k.IntAtLeast("rlhf2_steps", c.RLHF2Steps, 0)
+	k.AtLeast("joint_bt", c.JointBT, 0)
+	k.IntAtLeast("eval_k", int64(c.EvalK), 0)
+	k.IntAtLeast("max_new_tokens", int64(c.MaxNewTokens), 0)
+	if err := k.Err(); err != nil {
+		errs = append(errs, cfgcheck.Locate(c.file, c.raw, err))
+	}
+	return errs
 }
 
 func (c *Study) check() error {
@@ -277,6 +288,7 @@ func (c *Study) check() error {
 	default:
 		add(c.errf("judge.kind", "%q is not one of oracle, classifier, http, command", c.Judge.Kind))
 	}
+	errs = append(errs, c.checkNumbers()...)
 	errs = append(errs, c.checkGoals()...)
 	return errors.Join(errs...)
 }

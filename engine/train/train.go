@@ -167,7 +167,10 @@ func (tr *Trainer) Run(step StepFunc) error {
 			return err
 		}
 		if tr.Metrics != nil {
-			b, _ := json.Marshal(rec)
+			b, err := MarshalMetrics(rec)
+			if err != nil {
+				return fmt.Errorf("metrics of step %d: %w", tr.Step, err)
+			}
 			if _, err := tr.Metrics.Write(append(b, '\n')); err != nil {
 				return err
 			}
@@ -293,6 +296,27 @@ func (tr *Trainer) oneStep(step StepFunc) (map[string]any, error) {
 	}
 	rec["time/step"] = time.Since(t0).Seconds()
 	return rec, nil
+}
+
+// MarshalMetrics encodes one metrics record as a JSON object. JSON has no
+// NaN or infinity: non-finite numbers (a diverged loss, a skipped step's
+// gradient norm) are written as null, so the line stays a record.
+func MarshalMetrics(rec map[string]any) ([]byte, error) {
+	out := make(map[string]any, len(rec))
+	for k, v := range rec {
+		switch x := v.(type) {
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				v = nil
+			}
+		case float32:
+			if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+				v = nil
+			}
+		}
+		out[k] = v
+	}
+	return json.Marshal(out)
 }
 
 func (tr *Trainer) progress(rec map[string]any, start time.Time, startStep int64) {
