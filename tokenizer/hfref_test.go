@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -164,5 +165,48 @@ func TestHFThroughput(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%-12s Go %7.2f MB/s  tokenizers.js %7.2f MB/s  ratio %.1fx", m, goMBps, js.Mbps, goMBps/js.Mbps)
+	}
+}
+
+// TestEncodeStreamHF: `ares tokenizer encode --hf` (StreamOptions.HF) writes
+// EncodeHF's ids, BOS included, for every document; it refuses a special
+// token list beside it.
+func TestEncodeStreamHF(t *testing.T) {
+	npm := hfRefSetup(t)
+	tj, _ := hfRefFiles(npm, "gemma3")
+	tok, err := Load(tj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corpus := hfCorpus(t)
+	var in strings.Builder
+	for _, s := range corpus {
+		b, _ := json.Marshal(s)
+		in.Write(b)
+		in.WriteByte('\n')
+	}
+	var out strings.Builder
+	if err := tok.EncodeStream(strings.NewReader(in.String()), &out, StreamOptions{JSONL: true, HF: true}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != len(corpus) {
+		t.Fatalf("%d lines for %d documents", len(lines), len(corpus))
+	}
+	for i, s := range corpus {
+		var got []int
+		if err := json.Unmarshal([]byte(lines[i]), &got); err != nil {
+			t.Fatal(err)
+		}
+		if want := tok.EncodeHF(s, true); !reflect.DeepEqual(got, want) {
+			t.Fatalf("document %d: stream %v, EncodeHF %v", i, got, want)
+		}
+		if len(got) == 0 || got[0] != 2 {
+			t.Fatalf("document %d: Gemma's <bos> (2) not first: %v", i, got)
+		}
+	}
+	err = tok.EncodeStream(strings.NewReader("x\n"), &out, StreamOptions{HF: true, Special: []string{"all"}})
+	if err == nil || !strings.Contains(err.Error(), "no special tokens") {
+		t.Fatalf("HF with Special: %v", err)
 	}
 }

@@ -22,6 +22,10 @@ type StreamOptions struct {
 	// Special lists the special tokens EncodeStream recognises in text;
 	// "all" means every one. Empty: special-token text is plain text.
 	Special []string
+	// HF encodes as Hugging Face's Tokenizer.encode does (EncodeHF with
+	// add_special_tokens): added tokens recognised with their own rules and
+	// the post-processor's tokens (Gemma's <bos>) added. Excludes Special.
+	HF bool
 }
 
 const (
@@ -35,6 +39,9 @@ func (t *Tokenizer) EncodeStream(r io.Reader, w io.Writer, opt StreamOptions) er
 	name := opt.Name
 	if name == "" {
 		name = "input"
+	}
+	if opt.HF && len(opt.Special) > 0 {
+		return fmt.Errorf("%s: the Hugging Face mode recognises the added tokens itself; give no special tokens with it", name)
 	}
 	var set []string
 	if len(opt.Special) > 0 {
@@ -60,6 +67,10 @@ func (t *Tokenizer) EncodeStream(r io.Reader, w io.Writer, opt StreamOptions) er
 		}
 		out := make([][]int, len(docs))
 		parallel(len(docs), func(i int) {
+			if opt.HF {
+				out[i] = t.EncodeHF(docs[i], true)
+				return
+			}
 			out[i] = t.appendSpecial(make([]int, 0, len(docs[i])/3+1), docs[i], set)
 		})
 		var buf []byte

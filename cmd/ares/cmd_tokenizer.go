@@ -25,7 +25,7 @@ const tokenizerUsage = `usage:
   ares tokenizer train --corpus FILE [--corpus FILE...] --vocab-size N [--special TOKEN...]
                        [--no-special] [--pattern gpt2|cl100k|qwen2|o200k] [--min-frequency 2]
                        --out tokenizer.json
-  ares tokenizer encode (--tokenizer FILE | --encoding NAME) [--jsonl] [--special TOKEN|all ...]
+  ares tokenizer encode (--tokenizer FILE | --encoding NAME) [--jsonl] [--special TOKEN|all ... | --hf]
   ares tokenizer decode (--tokenizer FILE | --encoding NAME) [--jsonl]
   ares tokenizer chat --tokenizer DIR|FILE [--add-generation-prompt] [--text]
 FILE is a Hugging Face tokenizer.json or a tiktoken rank file (.tiktoken named after
@@ -139,8 +139,10 @@ func tokenizerCode(args []string, encode bool) error {
 	enc := fs.String("encoding", "", "built-in encoding `NAME`")
 	jsonl := fs.Bool("jsonl", false, "documents are JSON strings, one per line")
 	var special listFlag
+	var hf *bool
 	if encode {
 		fs.Var(&special, "special", "recognise this special `TOKEN` in the text (repeatable; all for every one)")
+		hf = fs.Bool("hf", false, "encode as Hugging Face's tokenizer.encode: added tokens by their own rules, the post-processor's special tokens (e.g. <bos>) added")
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -163,6 +165,10 @@ func tokenizerCode(args []string, encode bool) error {
 	}
 	opt := tokenizer.StreamOptions{Name: "stdin", JSONL: *jsonl, Special: special}
 	if encode {
+		if *hf && len(special) > 0 {
+			return usagef("--hf and --special exclude each other")
+		}
+		opt.HF = *hf
 		return tok.EncodeStream(os.Stdin, os.Stdout, opt)
 	}
 	return tok.DecodeStream(os.Stdin, os.Stdout, opt)
