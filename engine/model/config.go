@@ -1,5 +1,6 @@
 // Package model holds the decoder-only transformers of the engine (the
-// GPT-2 architecture and the Llama / Qwen2 / Qwen3 family), the reward model
+// GPT-2 architecture, the Llama / Mistral / Qwen2 / Qwen3 family and Gemma 3's
+// text decoder, model_type gemma3_text), the reward model
 // built on them, batched generation with a KV cache, and teacher-forced
 // log-probabilities. Models are configured from a Hugging Face config.json and
 // load safetensors under the tensor names Hugging Face uses.
@@ -9,7 +10,11 @@
 // Qwen3 long context), plus partial_rotary_factor; longrope and unknown types
 // or keys are refused by name. See rope.go for the formulas and for how
 // dynamic NTK behaves with a KV cache. Qwen2's use_sliding_window must be
-// false (sliding-window attention is not implemented).
+// false (its sliding-window attention is not implemented).
+//
+// Gemma 3 (gemma3_text, see gemma.go) has its own sliding-window (local)
+// layers; the multimodal model_type "gemma3" is refused by name, and so are
+// attention/final logit soft-capping and bidirectional attention.
 package model
 
 import (
@@ -64,11 +69,29 @@ type Config struct {
 	UseSlidingWindow *bool `json:"-"`
 
 	Family Family `json:"-"`
-	QKNorm bool   `json:"-"` // Qwen3: RMSNorm on each head of q and k
+	QKNorm bool   `json:"-"` // Qwen3, Gemma 3: RMSNorm on each head of q and k
+
+	// Gemma 3 (model_type gemma3_text; see gemma.go). Gemma3 marks the
+	// architecture: embeddings scaled by sqrt(hidden_size), (1 + weight)
+	// RMSNorms, a norm after attention and around the MLP, and a mix of
+	// sliding-window (local) and global attention layers.
+	Gemma3 bool `json:"-"`
+	// QueryPreAttnScalar: attention scores are scaled by its -1/2 power
+	// (query_pre_attn_scalar) instead of head_dim's.
+	QueryPreAttnScalar float64 `json:"-"`
+	// SlidingWindow is the number of positions (the query's own included) a
+	// local layer's query attends to.
+	SlidingWindow int `json:"-"`
+	// LayerTypes is "sliding_attention" or "full_attention" for each layer
+	// (from layer_types, or from sliding_window_pattern: every n-th layer global).
+	LayerTypes []string `json:"-"`
+	// RopeLocalTheta is rope_local_base_freq, the plain-RoPE base of the local
+	// layers (global layers use rope_theta and rope_scaling).
+	RopeLocalTheta float64 `json:"-"`
 }
 
 var supportedTypes = map[string]Family{
-	"gpt2": GPT2, "llama": Llama, "mistral": Llama, "qwen2": Llama, "qwen3": Llama,
+	"gpt2": GPT2, "llama": Llama, "mistral": Llama, "qwen2": Llama, "qwen3": Llama, "gemma3_text": Llama,
 }
 
 // LoadConfig reads a config.json.
@@ -106,6 +129,9 @@ func ParseConfig(b []byte) (*Config, error) {
 		return nil, err
 	}
 	fam, ok := supportedTypes[c.ModelType]
+	if c.ModelType == "gemma3" {
+		return nil, fmt.Errorf("model_type \"gemma3\" is the multimodal Gemma 3 (Gemma3ForConditionalGeneration, text under \"text_config\" and a vision tower) and is not supported; use a text-only checkpoint of model_type \"gemma3_text\" (Gemma3ForCausalLM, such as gemma-3-1b)")
+	}
 	if !ok {
 		names := make([]string, 0, len(supportedTypes))
 		for k := range supportedTypes {
@@ -118,6 +144,9 @@ func ParseConfig(b []byte) (*Config, error) {
 	// Hugging Face's default for tie_word_embeddings is true; Llama and Qwen
 	// configs set it explicitly or default to false in their classes.
 	c.Tied = fam == GPT2
+	if c.ModelType == "gemma3_text" {
+		c.gemma3Defaults()
+	}
 	fields := []struct {
 		keys []string
 		dst  any
@@ -157,7 +186,11 @@ func ParseConfig(b []byte) (*Config, error) {
 			return nil, fmt.Errorf("field \"eos_token_id\": want an integer or a list of integers")
 		}
 	}
-	if err := c.parseRope(raw, get); err != nil {
+	if c.Gemma3 {
+		if err := c.parseGemma3(raw, get); err != nil {
+			return nil, err
+		}
+	} else if err := c.parseRope(raw, get); err != nil {
 		return nil, err
 	}
 	switch c.ModelType {
@@ -229,6 +262,11 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.Gemma3 {
+		if err := c.validateGemma3(); err != nil {
+			return err
+		}
+	}
 	switch c.HiddenAct {
 	case "gelu_new", "gelu_pytorch_tanh", "gelu", "silu":
 	default:
@@ -262,7 +300,10 @@ func (c *Config) JSON(architecture string) ([]byte, error) {
 		m["num_key_value_heads"], m["head_dim"], m["intermediate_size"] = c.KVHeads, c.HeadDim, c.Inter
 		m["max_position_embeddings"], m["rms_norm_eps"], m["rope_theta"] = c.MaxPos, c.NormEps, c.RopeTheta
 		m["hidden_act"] = c.HiddenAct
-		if c.ModelType == "llama" || c.ModelType == "qwen3" {
+		if c.Gemma3 {
+			c.gemma3JSON(m)
+		}
+		if c.ModelType == "llama" || c.ModelType == "qwen3" || c.Gemma3 {
 			m["attention_bias"] = c.AttnBias
 		}
 		if c.RopeScaling != nil {

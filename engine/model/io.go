@@ -33,9 +33,12 @@ func prefix(cfg *Config) string {
 
 // architecture is the class name written to config.json.
 func architecture(cfg *Config, kind Kind) string {
-	base := map[string]string{"gpt2": "GPT2", "llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3"}[cfg.ModelType]
+	base := map[string]string{"gpt2": "GPT2", "llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3", "gemma3_text": "Gemma3Text"}[cfg.ModelType]
 	if kind == Reward {
 		return base + "ForSequenceClassification"
+	}
+	if cfg.Gemma3 {
+		return "Gemma3ForCausalLM"
 	}
 	if cfg.Family == GPT2 {
 		return "GPT2LMHeadModel"
@@ -60,7 +63,8 @@ func (o Options) withDefaults() Options {
 }
 
 // Init creates a model with freshly initialised weights (normal, std 0.02, as
-// Hugging Face initialises these families; norms at one, biases at zero),
+// Hugging Face initialises these families; norms at one (Gemma 3's, which
+// scale by 1 + weight, at zero), biases at zero),
 // drawn from a generator seeded with seed.
 func Init(cfg *Config, kind Kind, seed uint64, o Options) (m *Transformer, err error) {
 	o = o.withDefaults()
@@ -71,6 +75,8 @@ func Init(cfg *Config, kind Kind, seed uint64, o Options) (m *Transformer, err e
 		for _, s := range shapes(cfg, kind == CausalLM) {
 			var t *torch.Tensor
 			switch {
+			case s.norm && cfg.Gemma3: // Gemma's norms scale by 1 + weight
+				t = torch.Zeros(s.shape, torch.Float32, torch.CPU)
 			case s.norm:
 				t = torch.Ones(s.shape, torch.Float32, torch.CPU)
 			case strings.HasSuffix(s.name, ".bias"):

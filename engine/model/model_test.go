@@ -17,7 +17,9 @@ func intp(v int) *int { return &v }
 
 // tinyConfigs covers each family and its variants: GPT-2; Llama with
 // grouped-query attention and untied head; Qwen2 (q/k/v biases, tied);
-// Qwen3 (per-head q/k norm, head_dim not hidden/heads).
+// Qwen3 (per-head q/k norm, head_dim not hidden/heads); Gemma 3 (local
+// layers with a window shorter than raggedBatch's longest sequence, global
+// layers with linear rope scaling, query_pre_attn_scalar != head_dim).
 func tinyConfigs() map[string]*Config {
 	mk := func(js string) *Config {
 		c, err := ParseConfig([]byte(js))
@@ -27,10 +29,11 @@ func tinyConfigs() map[string]*Config {
 		return c
 	}
 	return map[string]*Config{
-		"gpt2":  mk(`{"model_type":"gpt2","vocab_size":61,"n_embd":32,"n_layer":2,"n_head":4,"n_positions":64}`),
-		"llama": mk(`{"model_type":"llama","vocab_size":67,"hidden_size":32,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":48,"max_position_embeddings":64,"tie_word_embeddings":false,"rope_theta":500}`),
-		"qwen2": mk(`{"model_type":"qwen2","vocab_size":53,"hidden_size":24,"num_hidden_layers":2,"num_attention_heads":6,"num_key_value_heads":2,"intermediate_size":40,"max_position_embeddings":64,"tie_word_embeddings":true}`),
-		"qwen3": mk(`{"model_type":"qwen3","vocab_size":59,"hidden_size":32,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":1,"head_dim":12,"intermediate_size":40,"max_position_embeddings":64,"tie_word_embeddings":false}`),
+		"gpt2":   mk(`{"model_type":"gpt2","vocab_size":61,"n_embd":32,"n_layer":2,"n_head":4,"n_positions":64}`),
+		"llama":  mk(`{"model_type":"llama","vocab_size":67,"hidden_size":32,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":48,"max_position_embeddings":64,"tie_word_embeddings":false,"rope_theta":500}`),
+		"qwen2":  mk(`{"model_type":"qwen2","vocab_size":53,"hidden_size":24,"num_hidden_layers":2,"num_attention_heads":6,"num_key_value_heads":2,"intermediate_size":40,"max_position_embeddings":64,"tie_word_embeddings":true}`),
+		"qwen3":  mk(`{"model_type":"qwen3","vocab_size":59,"hidden_size":32,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":1,"head_dim":12,"intermediate_size":40,"max_position_embeddings":64,"tie_word_embeddings":false}`),
+		"gemma3": mk(tinyGemma3),
 	}
 }
 
@@ -67,6 +70,9 @@ func TestAgainstPyTorchReference(t *testing.T) {
 				m, err := Init(cfg, kind, 11, Options{})
 				if err != nil {
 					t.Fatal(err)
+				}
+				if cfg.Gemma3 {
+					perturbNorms(t, m, 12) // Gemma's norms initialise at zero
 				}
 				if err := m.Save(dir, kind, nil); err != nil {
 					t.Fatal(err)

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/ares-rlhf/ares/engine/torch"
 )
@@ -33,6 +34,11 @@ type Transformer struct {
 
 	ropeCos, ropeSin *torch.Tensor // [Context, rotary dim] tables, Llama family only (rope.go)
 
+	// Gemma 3 (gemma.go): the embedding factor sqrt(hidden_size) as rounded
+	// to the model's dtype, and the local layers' rotary tables.
+	embedScale         float64
+	localCos, localSin *torch.Tensor
+
 	params []Param
 }
 
@@ -41,11 +47,16 @@ type block struct {
 	// attention: GPT-2 has one fused qkv projection, Llama separate ones.
 	qkvW, qkvB             *torch.Tensor
 	qW, kW, vW, qB, kB, vB *torch.Tensor
-	qNorm, kNorm           *torch.Tensor // Qwen3
+	qNorm, kNorm           *torch.Tensor // Qwen3, Gemma 3
 	oW, oB                 *torch.Tensor
-	// MLP: GPT-2 fc/proj with GELU; Llama gate/up/down with SiLU (SwiGLU).
+	// MLP: GPT-2 fc/proj with GELU; Llama gate/up/down with SiLU (SwiGLU),
+	// Gemma 3 the same with gelu_pytorch_tanh.
 	fcW, fcB, projW, projB *torch.Tensor
 	gateW, upW, downW      *torch.Tensor
+	// Gemma 3: ln1W is input_layernorm and these are the other three norms
+	// (ln2W is unused); sliding marks a local (sliding-window) layer.
+	postAttnW, preFFW, postFFW *torch.Tensor
+	sliding                    bool
 }
 
 // shapes lists every parameter of cfg with its shape, in a fixed order.
@@ -95,8 +106,12 @@ func shapes(cfg *Config, withLMHead bool) []struct {
 					ps{p + "self_attn.k_norm.weight", []int64{D}, false, true})
 			}
 			out = append(out, ps{p + "self_attn.o_proj.weight", []int64{H, nH * D}, false, false},
-				ps{p + "post_attention_layernorm.weight", []int64{H}, false, true},
-				ps{p + "mlp.gate_proj.weight", []int64{I, H}, false, false},
+				ps{p + "post_attention_layernorm.weight", []int64{H}, false, true})
+			if cfg.Gemma3 {
+				out = append(out, ps{p + "pre_feedforward_layernorm.weight", []int64{H}, false, true},
+					ps{p + "post_feedforward_layernorm.weight", []int64{H}, false, true})
+			}
+			out = append(out, ps{p + "mlp.gate_proj.weight", []int64{I, H}, false, false},
 				ps{p + "mlp.up_proj.weight", []int64{I, H}, false, false},
 				ps{p + "mlp.down_proj.weight", []int64{H, I}, false, false})
 		}
@@ -142,10 +157,23 @@ func build(cfg *Config, dev torch.Device, dt torch.DType, params []Param) (*Tran
 				oW:    get(p + "self_attn.o_proj.weight"),
 				gateW: get(p + "mlp.gate_proj.weight"), upW: get(p + "mlp.up_proj.weight"), downW: get(p + "mlp.down_proj.weight"),
 			}
+			if cfg.Gemma3 {
+				b := m.blocks[i]
+				b.postAttnW, b.ln2W = b.ln2W, nil
+				b.preFFW, b.postFFW = get(p+"pre_feedforward_layernorm.weight"), get(p+"post_feedforward_layernorm.weight")
+				b.sliding = cfg.LayerTypes[i] == slidingAttention
+			}
 		}
 		m.normW = get("norm.weight")
 		if err := torch.Try(m.buildRope); err != nil {
 			return nil, err
+		}
+		if cfg.Gemma3 {
+			if err := torch.Try(m.buildGemma3); err != nil {
+				m.ropeCos.Close()
+				m.ropeSin.Close()
+				return nil, err
+			}
 		}
 	}
 	m.lmHead = get("lm_head.weight")
@@ -188,6 +216,8 @@ func (m *Transformer) Close() {
 	}
 	m.ropeCos.Close()
 	m.ropeSin.Close()
+	m.localCos.Close()
+	m.localSin.Close()
 }
 
 // Forward returns the final-normed hidden states [B, L, H] of ids [B, L] at
@@ -195,6 +225,9 @@ func (m *Transformer) Close() {
 // attend; see AttentionMask). With a cache, the keys and values of ids are
 // appended at cache.Len() and attention covers the cached ones too.
 func (m *Transformer) Forward(ids, pos, mask *torch.Tensor, cache *KVCache) *torch.Tensor {
+	if m.Cfg.Gemma3 {
+		return m.gemma3Forward(ids, pos, mask, cache)
+	}
 	x := torch.Embedding(m.wte, ids)
 	if m.Cfg.Family == GPT2 {
 		x = x.Add(torch.Embedding(m.wpe, pos))
@@ -213,7 +246,7 @@ func (m *Transformer) Forward(ids, pos, mask *torch.Tensor, cache *KVCache) *tor
 			x = x.Add(m.gpt2MLP(b, torch.LayerNorm(x, b.ln2W, b.ln2B, m.Cfg.NormEps)))
 		} else {
 			x = x.Add(m.llamaAttention(b, torch.RMSNorm(x, b.ln1W, m.Cfg.NormEps), cos, sin, mask, kv, cache))
-			x = x.Add(m.swiGLU(b, torch.RMSNorm(x, b.ln2W, m.Cfg.NormEps)))
+			x = x.Add(m.gatedMLP(b, torch.RMSNorm(x, b.ln2W, m.Cfg.NormEps)))
 		}
 	}
 	if cache != nil {
@@ -301,7 +334,13 @@ func (m *Transformer) llamaAttention(b *block, x, cos, sin, mask *torch.Tensor, 
 	q := heads(torch.Linear(x, b.qW, b.qB), nH, D)
 	k := heads(torch.Linear(x, b.kW, b.kB), nKV, D)
 	v := heads(torch.Linear(x, b.vW, b.vB), nKV, D)
-	if m.Cfg.QKNorm {
+	scale := 0.0 // 1/sqrt(head_dim)
+	switch {
+	case m.Cfg.Gemma3:
+		q = gemmaNorm(q, b.qNorm, m.Cfg.NormEps)
+		k = gemmaNorm(k, b.kNorm, m.Cfg.NormEps)
+		scale = 1 / math.Sqrt(m.Cfg.QueryPreAttnScalar)
+	case m.Cfg.QKNorm:
 		q = torch.RMSNorm(q, b.qNorm, m.Cfg.NormEps)
 		k = torch.RMSNorm(k, b.kNorm, m.Cfg.NormEps)
 	}
@@ -310,10 +349,21 @@ func (m *Transformer) llamaAttention(b *block, x, cos, sin, mask *torch.Tensor, 
 		k, v = kv.append(c, k, v)
 	}
 	rep := nH / nKV
-	out := torch.Attention(q, repeatKV(k, rep), repeatKV(v, rep), mask, false, 0)
+	out := torch.Attention(q, repeatKV(k, rep), repeatKV(v, rep), mask, false, scale)
 	return torch.Linear(merge(out), b.oW, nil)
 }
 
-func (m *Transformer) swiGLU(b *block, x *torch.Tensor) *torch.Tensor {
-	return torch.Linear(torch.Linear(x, b.gateW, nil).Silu().Mul(torch.Linear(x, b.upW, nil)), b.downW, nil)
+// gatedMLP is down(act(gate(x)) * up(x)) with the config's activation
+// (SwiGLU for silu, GeGLU for Gemma's gelu_pytorch_tanh).
+func (m *Transformer) gatedMLP(b *block, x *torch.Tensor) *torch.Tensor {
+	g := torch.Linear(x, b.gateW, nil)
+	switch m.Cfg.HiddenAct {
+	case "gelu":
+		g = g.Gelu()
+	case "gelu_new", "gelu_pytorch_tanh":
+		g = g.GeluTanh()
+	default: // silu
+		g = g.Silu()
+	}
+	return torch.Linear(g.Mul(torch.Linear(x, b.upW, nil)), b.downW, nil)
 }

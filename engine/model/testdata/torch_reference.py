@@ -2,7 +2,7 @@
 
 Reads a Hugging Face model directory written by the Go engine (config.json +
 model.safetensors, parsed here with struct and json so nothing but torch is
-needed), runs the GPT-2 or Llama-family maths written out by hand, and writes
+needed), runs the GPT-2, Llama-family or Gemma 3 maths written out by hand, and writes
 logits, the mean next-token loss, its gradients (and reward scores for a
 reward model) to OUT as safetensors plus a JSON summary.
 
@@ -133,6 +133,64 @@ def llama(cfg, W, ids, mask, pre):
     return x, head
 
 
+def gemma_rms(x, w, eps):
+    # Gemma's RMSNorm scales by (1 + weight).
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + w)
+
+
+def rope_cos_sin(theta, D, L, scaling):
+    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.float32) / D))
+    if scaling is not None:
+        kind = scaling.get("rope_type", scaling.get("type"))
+        assert kind == "linear", kind
+        inv_freq = inv_freq / scaling["factor"]
+    freqs = torch.arange(L, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    emb = torch.cat([freqs, freqs], -1).to(torch.float64)
+    return emb.cos(), emb.sin()
+
+
+def gemma3(cfg, W, ids, mask, pre):
+    """Gemma 3's text decoder (modeling_gemma3.py's maths)."""
+    B, L = ids.shape
+    H, nH, nKV, D = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps = cfg["rms_norm_eps"]
+    assert cfg["hidden_activation"] == "gelu_pytorch_tanh"
+    cos_g, sin_g = rope_cos_sin(cfg["rope_theta"], D, L, cfg.get("rope_scaling"))
+    cos_l, sin_l = rope_cos_sin(cfg["rope_local_base_freq"], D, L, None)
+    q_idx = torch.arange(L)[:, None]
+    k_idx = torch.arange(L)[None, :]
+    local_mask = mask & (q_idx - k_idx < cfg["sliding_window"])
+    scale = cfg["query_pre_attn_scalar"] ** -0.5
+    x = W[pre + "embed_tokens.weight"][ids] * torch.tensor(H ** 0.5, dtype=torch.float32).to(torch.float64)
+
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"{pre}layers.{i}."
+        local = cfg["layer_types"][i] == "sliding_attention"
+        cos, sin, msk = (cos_l, sin_l, local_mask) if local else (cos_g, sin_g, mask)
+        h = gemma_rms(x, W[p + "input_layernorm.weight"], eps)
+        q = (h @ W[p + "self_attn.q_proj.weight"].T).reshape(B, L, nH, D).transpose(1, 2)
+        k = (h @ W[p + "self_attn.k_proj.weight"].T).reshape(B, L, nKV, D).transpose(1, 2)
+        v = (h @ W[p + "self_attn.v_proj.weight"].T).reshape(B, L, nKV, D).transpose(1, 2)
+        q = gemma_rms(q, W[p + "self_attn.q_norm.weight"], eps)
+        k = gemma_rms(k, W[p + "self_attn.k_norm.weight"], eps)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k = k.repeat_interleave(nH // nKV, dim=1)
+        v = v.repeat_interleave(nH // nKV, dim=1)
+        scores = (q @ k.transpose(-1, -2)) * scale
+        scores = scores.masked_fill(~msk, float("-inf"))
+        a = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(B, L, nH * D)
+        a = a @ W[p + "self_attn.o_proj.weight"].T
+        x = x + gemma_rms(a, W[p + "post_attention_layernorm.weight"], eps)
+        h = gemma_rms(x, W[p + "pre_feedforward_layernorm.weight"], eps)
+        gate = F.gelu(h @ W[p + "mlp.gate_proj.weight"].T, approximate="tanh")
+        mlp = (gate * (h @ W[p + "mlp.up_proj.weight"].T)) @ W[p + "mlp.down_proj.weight"].T
+        x = x + gemma_rms(mlp, W[p + "post_feedforward_layernorm.weight"], eps)
+    x = gemma_rms(x, W[pre + "norm.weight"], eps)
+    head = W.get("lm_head.weight", W[pre + "embed_tokens.weight"])
+    return x, head
+
+
 def main():
     model_dir, batch_path, out_dir = sys.argv[1:4]
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
@@ -148,7 +206,7 @@ def main():
     eye = torch.eye(L, dtype=torch.bool)
     mask = (causal & (valid[:, None, :] | eye))[:, None]
     pre = "transformer." if cfg["model_type"] == "gpt2" else "model."
-    forward = gpt2 if cfg["model_type"] == "gpt2" else llama
+    forward = {"gpt2": gpt2, "gemma3_text": gemma3}.get(cfg["model_type"], llama)
     hidden, head = forward(cfg, W, ids, mask, pre)
     out = {}
     if batch["kind"] == "reward":
