@@ -30,6 +30,13 @@ func runVersion(args []string) error {
 	fmt.Fprintf(w, "libtorch built against: %s\n", info.CompiledVersion)
 	fmt.Fprintf(w, "libtorch running:       %s\n", info.RuntimeVersion)
 	fmt.Fprintf(w, "intra-op threads:       %d\n", info.Threads)
+	fmt.Fprintf(w, "OpenMP threads:         %s\n", countOrNone(info.OpenMPThreads, "no OpenMP"))
+	blas := countOrNone(info.OpenBLASThreads, "BLAS is not OpenBLAS")
+	if info.OpenBLASThreads >= 0 {
+		blas += " (" + info.OpenBLASBuild + ")"
+	}
+	fmt.Fprintf(w, "OpenBLAS threads:       %s\n", blas)
+	fmt.Fprintf(w, "wait policy:            %s\n", info.WaitPolicy)
 	cuda := "no (shim built without CUDA)"
 	if info.BuiltWithCUDA {
 		cuda = "built with CUDA, no device visible"
@@ -42,4 +49,12 @@ func runVersion(args []string) error {
 		fmt.Fprintf(w, "  cuda:%d  %s\n", i, name)
 	}
 	return nil
+}
+
+// countOrNone prints a thread count, or why there is none (-1).
+func countOrNone(n int, none string) string {
+	if n < 0 {
+		return none
+	}
+	return fmt.Sprint(n)
 }

@@ -77,7 +77,9 @@ func FreePort() (int, error) {
 
 // Launch starts NProc workers on this machine with torchrun's environment
 // (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
-// and ARES_NUM_THREADS / OMP_NUM_THREADS = cores / NProc unless set), and
+// and ARES_NUM_THREADS / OMP_NUM_THREADS / OPENBLAS_NUM_THREADS = cores /
+// NProc unless set: OpenMP and OpenBLAS size their pools from the environment
+// when they are loaded, before the worker can set them), and
 // waits for them. When a worker fails, the others are stopped (SIGTERM,
 // then SIGKILL after Grace) and the error names the failing rank. Cancelling
 // ctx stops them the same way.
@@ -128,6 +130,9 @@ func Launch(ctx context.Context, o LaunchOptions) error {
 		}
 		if !hasVar(base, "OMP_NUM_THREADS") {
 			vars = append(vars, "OMP_NUM_THREADS="+strconv.Itoa(threads))
+		}
+		if !hasVar(base, "OPENBLAS_NUM_THREADS") {
+			vars = append(vars, "OPENBLAS_NUM_THREADS="+strconv.Itoa(threads))
 		}
 		cmd := exec.Command(o.Command[0], o.Command[1:]...)
 		cmd.Env = vars

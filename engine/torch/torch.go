@@ -15,7 +15,10 @@
 // handles, so leaks are testable.
 //
 // Threads. The intra-op thread count is set explicitly (SetNumThreads, at
-// package start from ARES_NUM_THREADS or the number of CPUs). Autograd mode is
+// package start from ARES_NUM_THREADS or the number of CPUs); it sets
+// OpenBLAS's own pool to the same count, which libtorch leaves at one worker
+// per CPU (each yielding in a loop for a while after every call, beside the
+// OpenMP team). Autograd mode is
 // per OS thread in libtorch; NoGrad locks the goroutine to its thread. So is
 // the counter that orders the nodes of the backward pass: build and
 // backpropagate a graph from one OS thread (runtime.LockOSThread; package
@@ -37,6 +40,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"unsafe"
 )
 
@@ -130,6 +134,29 @@ func Try1[T any](f func() T) (v T, err error) {
 	return v, err
 }
 
+// waitPolicy is the OpenMP and OpenBLAS spin settings as libgomp and
+// OpenBLAS read them: from the environment, once, when they were loaded
+// (before any Go code ran), so only the environment a process starts with
+// can change them.
+var waitPolicy = readWaitPolicy()
+
+func readWaitPolicy() string {
+	var parts []string
+	if v := os.Getenv("OMP_WAIT_POLICY"); v != "" {
+		parts = append(parts, "OMP_WAIT_POLICY="+v)
+	}
+	if v := os.Getenv("GOMP_SPINCOUNT"); v != "" {
+		parts = append(parts, "GOMP_SPINCOUNT="+v)
+	}
+	if v := os.Getenv("OPENBLAS_THREAD_TIMEOUT"); v != "" {
+		parts = append(parts, "OPENBLAS_THREAD_TIMEOUT="+v)
+	}
+	if len(parts) == 0 {
+		return "default (OpenMP workers spin, OpenBLAS workers yield, after each call before sleeping; OMP_WAIT_POLICY, OPENBLAS_THREAD_TIMEOUT unset)"
+	}
+	return strings.Join(parts, " ")
+}
+
 func init() {
 	n := runtime.NumCPU()
 	if s := os.Getenv("ARES_NUM_THREADS"); s != "" {
@@ -170,7 +197,11 @@ func cString(op string, f func(buf *C.char, n C.int64_t) *C.ares_status) string 
 type Info struct {
 	CompiledVersion string // libtorch headers the shim was compiled against
 	RuntimeVersion  string // libtorch loaded at run time
-	Threads         int
+	Threads         int    // libtorch's intra-op threads (the calling OS thread's)
+	OpenMPThreads   int    // omp_get_max_threads on the calling OS thread; -1 without OpenMP
+	OpenBLASThreads int    // OpenBLAS's thread count; -1 when the BLAS is not OpenBLAS
+	OpenBLASBuild   string // how OpenBLAS runs its threads: sequential, pthreads, OpenMP
+	WaitPolicy      string // OpenMP / OpenBLAS spin settings from the start-up environment
 	BuiltWithCUDA   bool
 	CUDADevices     []string
 }
@@ -180,7 +211,20 @@ func Describe() (info Info, err error) {
 	err = Try(func() {
 		info.CompiledVersion = cString("Version", func(b *C.char, n C.int64_t) *C.ares_status { return C.ares_version_compiled(b, n) })
 		info.RuntimeVersion = cString("Version", func(b *C.char, n C.int64_t) *C.ares_status { return C.ares_version_runtime(b, n) })
-		info.Threads = NumThreads()
+		var intra, omp, blas, mode C.int32_t
+		check("ThreadInfo", C.ares_thread_info(&intra, &omp, &blas, &mode))
+		info.Threads, info.OpenMPThreads, info.OpenBLASThreads = int(intra), int(omp), int(blas)
+		switch mode {
+		case 0:
+			info.OpenBLASBuild = "sequential"
+		case 1:
+			info.OpenBLASBuild = "pthreads"
+		case 2:
+			info.OpenBLASBuild = "OpenMP"
+		default:
+			info.OpenBLASBuild = "unknown"
+		}
+		info.WaitPolicy = waitPolicy
 		info.BuiltWithCUDA = C.ares_built_with_cuda() != 0
 		for i := 0; i < CUDADeviceCount(); i++ {
 			info.CUDADevices = append(info.CUDADevices, CUDADeviceName(i))

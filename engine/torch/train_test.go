@@ -402,3 +402,34 @@ func TestDescribe(t *testing.T) {
 	}
 	t.Logf("%+v", info)
 }
+
+// TestThreadInfo checks that SetNumThreads reaches OpenMP on another OS
+// thread and OpenBLAS's own pool (libtorch sets only the former).
+func TestThreadInfo(t *testing.T) {
+	prev := NumThreads()
+	defer SetNumThreads(prev)
+	for _, n := range []int{1, 3} {
+		if err := SetNumThreads(n); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan Info)
+		go func() {
+			runtime.LockOSThread() // a fresh OS thread for this goroutine
+			info, err := Describe()
+			if err != nil {
+				t.Error(err)
+			}
+			done <- info
+		}()
+		info := <-done
+		if info.Threads != n || (info.OpenMPThreads != -1 && info.OpenMPThreads != n) {
+			t.Fatalf("SetNumThreads(%d): intra-op %d, OpenMP %d", n, info.Threads, info.OpenMPThreads)
+		}
+		if info.OpenBLASThreads != -1 && info.OpenBLASThreads != n {
+			t.Fatalf("SetNumThreads(%d): OpenBLAS runs %d threads", n, info.OpenBLASThreads)
+		}
+		if info.WaitPolicy == "" {
+			t.Fatal("no wait policy")
+		}
+	}
+}

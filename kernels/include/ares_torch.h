@@ -55,8 +55,19 @@ enum { ARES_CPU = 0, ARES_CUDA = 1 };
  * libtorch that is loaded at run time (from its build configuration). */
 ares_status *ares_version_compiled(char *buf, int64_t len);
 ares_status *ares_version_runtime(char *buf, int64_t len);
+/* Sets libtorch's intra-op thread count (applied lazily to each OS thread
+ * that calls into the shim, as OpenMP keeps it per thread) and, when the
+ * loaded BLAS is OpenBLAS, OpenBLAS's own process-wide thread count to the
+ * same n: libtorch does not set the latter, and OpenBLAS otherwise starts one
+ * worker per CPU that yields in a loop between calls. */
 ares_status *ares_set_num_threads(int32_t n);
 ares_status *ares_get_num_threads(int32_t *n);
+/* Thread facts of the calling OS thread and the process: libtorch's intra-op
+ * count, OpenMP's omp_get_max_threads (-1 without OpenMP), OpenBLAS's thread
+ * count (-1 when the loaded BLAS is not OpenBLAS) and how OpenBLAS was built
+ * (0 sequential, 1 pthreads, 2 OpenMP; -1 unknown). */
+ares_status *ares_thread_info(int32_t *intra_op, int32_t *openmp, int32_t *openblas,
+                              int32_t *openblas_parallel);
 ares_status *ares_manual_seed(uint64_t seed);
 int64_t ares_live_tensors(void);
 /* 1 when the shim was compiled with CUDA support. */

@@ -11,6 +11,8 @@
 #include <ATen/Parallel.h>
 #include <torch/version.h>
 
+#include <dlfcn.h>
+
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -47,6 +49,28 @@ std::atomic<int64_t> live_tensors{0};
 std::atomic<int32_t> desired_threads{0};
 std::atomic<int32_t> threads_generation{0};
 thread_local int32_t applied_generation = -1;
+
+// OpenBLAS and OpenMP entry points, looked up in the loaded libraries so
+// that the shim neither links them itself nor needs them (MKL or reference
+// BLAS builds simply lack them). openblas_set_num_threads is process-wide.
+struct native_threads_api {
+  void (*openblas_set)(int) = nullptr;
+  int (*openblas_get)() = nullptr;
+  int (*openblas_parallel)() = nullptr;
+  int (*omp_max)() = nullptr;
+};
+
+const native_threads_api &native_threads() {
+  static const native_threads_api api = [] {
+    native_threads_api a;
+    a.openblas_set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    a.openblas_get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    a.openblas_parallel = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
+    a.omp_max = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
+    return a;
+  }();
+  return api;
+}
 
 void sync_threads() {
   int32_t gen = threads_generation.load(std::memory_order_relaxed);
@@ -251,6 +275,25 @@ ares_status *ares_set_num_threads(int32_t n) {
     desired_threads.store(n);
     threads_generation.fetch_add(1);
     sync_threads();
+    // libtorch sets OpenMP's (and MKL's) count but not OpenBLAS's, whose
+    // pthread pool would otherwise keep one worker per CPU busy-yielding
+    // beside the OpenMP team.
+    if (auto f = native_threads().openblas_set) f(n);
+  });
+}
+
+ares_status *ares_thread_info(int32_t *intra_op, int32_t *openmp, int32_t *openblas,
+                              int32_t *openblas_parallel) {
+  return guard([&] {
+    check_out(intra_op);
+    check_out(openmp);
+    check_out(openblas);
+    check_out(openblas_parallel);
+    const auto &api = native_threads();
+    *intra_op = at::get_num_threads();
+    *openmp = api.omp_max ? api.omp_max() : -1;
+    *openblas = api.openblas_get ? api.openblas_get() : -1;
+    *openblas_parallel = api.openblas_parallel ? api.openblas_parallel() : -1;
   });
 }
 
