@@ -260,6 +260,7 @@ func runGenerate(args []string) error {
 	topP := fs.Float64("top-p", 1, "nucleus sampling mass (1: off)")
 	topK := fs.Int("top-k", 0, "keep the k most likely tokens (0: off)")
 	seed := fs.Uint64("seed", 0, "random seed")
+	raw := fs.Bool("raw", false, "encode {\"prompt\"} as raw text, and stop only at the config's EOS ids (default: the prompt as a user turn of the model's chat template with the assistant turn opened, stopping also at its end-of-turn token, as in red-teaming)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -279,6 +280,12 @@ func runGenerate(args []string) error {
 	}
 	defer m.Close()
 	tok, tokErr := model.LoadTokenizer(*dir)
+	var codec *repair.Codec
+	if tokErr == nil && !*raw {
+		if codec, err = repair.NewCodec(tok); err != nil {
+			tokErr = fmt.Errorf("%v (use --raw to encode prompts as raw text)", err)
+		}
+	}
 	ins, lines, err := readJSONL[promptInput](*prompts)
 	if err != nil {
 		return err
@@ -295,6 +302,10 @@ func runGenerate(args []string) error {
 			if ids[i], err = tok.EncodeChat(in.Messages, true); err != nil {
 				return fmt.Errorf("%s: %v", where, err)
 			}
+		case codec != nil:
+			if ids[i], err = tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: in.Prompt}}, true); err != nil {
+				return fmt.Errorf("%s: %v", where, err)
+			}
 		default:
 			ids[i] = tok.Encode(in.Prompt)
 		}
@@ -307,6 +318,9 @@ func runGenerate(args []string) error {
 	}
 	var stops []int
 	stops = append(stops, m.Cfg.EOSTokenIDs...)
+	if codec != nil {
+		stops = append(stops, codec.End)
+	}
 	pad := 0
 	if m.Cfg.PadTokenID != nil {
 		pad = *m.Cfg.PadTokenID
