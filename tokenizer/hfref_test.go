@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -91,7 +92,7 @@ func TestHFReference(t *testing.T) {
 			for i, text := range corpus {
 				for k, add := range []bool{true, false} {
 					got := tok.EncodeHF(text, add)
-					if !sameInts(got, want[i][k]) {
+					if !slices.Equal(got, want[i][k]) {
 						bad++
 						if bad <= 5 {
 							t.Errorf("%q (add_special_tokens %v):\n got %v\nwant %v", text, add, got, want[i][k])
@@ -115,18 +116,6 @@ func TestHFReference(t *testing.T) {
 			}
 		})
 	}
-}
-
-func sameInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestHFThroughput prints encoding MB/s of EncodeHF and of tokenizers.js on

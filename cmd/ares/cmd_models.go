@@ -106,7 +106,7 @@ func (in seqInput) tokens(tok *tokenizer.Tokenizer, codec *repair.Codec, where s
 	var p, r []int
 	if codec != nil {
 		var err error
-		if p, err = tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: in.Prompt}}, true); err != nil {
+		if p, err = codec.EncodePrompt(in.Prompt); err != nil {
 			return nil, 0, fmt.Errorf("%s: %w", where, err)
 		}
 		r = codec.Response(in.Response)
@@ -114,6 +114,19 @@ func (in seqInput) tokens(tok *tokenizer.Tokenizer, codec *repair.Codec, where s
 		p, r = tok.Encode(in.Prompt), tok.Encode(in.Response)
 	}
 	return append(p, r...), len(p), nil
+}
+
+// loadChat loads the model directory's tokenizer and, unless raw, the codec
+// that formats prompts and responses with its chat template as training
+// does. tokErr says why text inputs cannot be encoded (input_ids still can).
+func loadChat(dir string, raw bool) (tok *tokenizer.Tokenizer, codec *repair.Codec, tokErr error) {
+	if tok, tokErr = model.LoadTokenizer(dir); tokErr != nil || raw {
+		return tok, nil, tokErr
+	}
+	if codec, tokErr = repair.NewCodec(tok); tokErr != nil {
+		tokErr = fmt.Errorf("%v (use --raw to encode text inputs as raw text)", tokErr)
+	}
+	return tok, codec, tokErr
 }
 
 // rawHelp documents --raw for score and logprobs.
@@ -167,13 +180,7 @@ func scoreLike(dir, input string, mf modelFlags, opts model.Options, kind model.
 		return err
 	}
 	defer m.Close()
-	tok, tokErr := model.LoadTokenizer(dir)
-	var codec *repair.Codec
-	if tokErr == nil && !raw {
-		if codec, err = repair.NewCodec(tok); err != nil {
-			tokErr = fmt.Errorf("%v (use --raw to encode prompt and response as raw text)", err)
-		}
-	}
+	tok, codec, tokErr := loadChat(dir, raw)
 	ins, lines, err := readJSONL[seqInput](input)
 	if err != nil {
 		return err
@@ -279,13 +286,7 @@ func runGenerate(args []string) error {
 		return err
 	}
 	defer m.Close()
-	tok, tokErr := model.LoadTokenizer(*dir)
-	var codec *repair.Codec
-	if tokErr == nil && !*raw {
-		if codec, err = repair.NewCodec(tok); err != nil {
-			tokErr = fmt.Errorf("%v (use --raw to encode prompts as raw text)", err)
-		}
-	}
+	tok, codec, tokErr := loadChat(*dir, *raw)
 	ins, lines, err := readJSONL[promptInput](*prompts)
 	if err != nil {
 		return err
@@ -303,7 +304,7 @@ func runGenerate(args []string) error {
 				return fmt.Errorf("%s: %v", where, err)
 			}
 		case codec != nil:
-			if ids[i], err = tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: in.Prompt}}, true); err != nil {
+			if ids[i], err = codec.EncodePrompt(in.Prompt); err != nil {
 				return fmt.Errorf("%s: %v", where, err)
 			}
 		default:

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"os"
@@ -106,17 +107,7 @@ func TestAgainstPyTorchReference(t *testing.T) {
 				var summary struct{ Loss float64 }
 				sb, _ := os.ReadFile(filepath.Join(dir, "reference.json"))
 				json.Unmarshal(sb, &summary)
-				refF32 := func(n string) []float32 {
-					b, err := ref.Data(n)
-					if err != nil {
-						t.Fatal(err)
-					}
-					out := make([]float32, len(b)/4)
-					for i := range out {
-						out[i] = math.Float32frombits(uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24)
-					}
-					return out
-				}
+				refF32 := func(n string) []float32 { return refFloat32s(t, ref, n) }
 				mustTry(t, func() {
 					s := torch.NewScope()
 					defer s.Close()
@@ -489,4 +480,19 @@ func TestBareGPT2NamesLoad(t *testing.T) {
 		l2 := m2.Logits(m2.Forward(b2.IDs, b2.Pos, b2.Mask, nil)).Float32s()
 		compare(t, "bare GPT-2 logits", l2, l1, nil, 0, 0)
 	})
+}
+
+// refFloat32s reads the float32 tensor name of a reference safetensors file
+// (little-endian, as the Python reference scripts write it).
+func refFloat32s(t *testing.T, ref *safetensors.File, name string) []float32 {
+	t.Helper()
+	b, err := ref.Data(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return out
 }

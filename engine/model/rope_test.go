@@ -2,7 +2,6 @@ package model
 
 import (
 	"encoding/json"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,17 +98,7 @@ func checkRopeReference(t *testing.T, py, dir string, m *Transformer, seqs [][]i
 		t.Fatal(err)
 	}
 	defer ref.Close()
-	refF32 := func(n string) []float32 {
-		b, err := ref.Data(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v := make([]float32, len(b)/4)
-		for i := range v {
-			v[i] = math.Float32frombits(uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24)
-		}
-		return v
-	}
+	refF32 := func(n string) []float32 { return refFloat32s(t, ref, n) }
 	mustTry(t, func() {
 		s := torch.NewScope()
 		defer s.Close()

@@ -42,9 +42,15 @@ func NewCodec(tok *tokenizer.Tokenizer) (*Codec, error) {
 	return &Codec{Tok: tok, End: end, Pad: pad}, nil
 }
 
-// Prompt encodes a user prompt, ready for the assistant's answer.
+// EncodePrompt encodes a user prompt, ready for the assistant's answer; a
+// Jinja template may reject a content (raise_exception).
+func (c *Codec) EncodePrompt(p string) ([]int, error) {
+	return c.Tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: p}}, true)
+}
+
+// Prompt is EncodePrompt for prompts the caller knows the template accepts.
 func (c *Codec) Prompt(p string) []int {
-	ids, err := c.Tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: p}}, true)
+	ids, err := c.EncodePrompt(p)
 	if err != nil {
 		// The template was checked in NewCodec; a Jinja template can still
 		// reject a content (raise_exception), which is a caller's bug here.
