@@ -308,13 +308,14 @@ func (m *Transformer) gpt2MLP(b *block, x *torch.Tensor) *torch.Tensor {
 }
 
 // rotate applies rotary embeddings: x*cos + rotate_half(x)*sin over the
-// first cos.Size(-1) dimensions of x (all of them unless
-// partial_rotary_factor is set); the rest pass through unchanged.
-func rotate(x, cos, sin *torch.Tensor) *torch.Tensor {
-	if rd, d := cos.Size(-1), x.Size(-1); rd < d {
-		return torch.Cat([]*torch.Tensor{rotate(x.Narrow(-1, 0, rd), cos, sin), x.Narrow(-1, rd, d-rd)}, -1)
+// first rd of x's d (head) dimensions (all of them unless
+// partial_rotary_factor is set); the rest pass through unchanged. rd and d
+// come from the config, sparing two shape queries per call.
+func rotate(x, cos, sin *torch.Tensor, rd, d int64) *torch.Tensor {
+	if rd < d {
+		return torch.Cat([]*torch.Tensor{rotate(x.Narrow(-1, 0, rd), cos, sin, rd, rd), x.Narrow(-1, rd, d-rd)}, -1)
 	}
-	half := x.Size(-1) / 2
+	half := d / 2
 	x1, x2 := x.Narrow(-1, 0, half), x.Narrow(-1, half, half)
 	rotated := torch.Cat([]*torch.Tensor{x2.Neg(), x1}, -1)
 	return x.Mul(cos).Add(rotated.Mul(sin))
@@ -344,7 +345,8 @@ func (m *Transformer) llamaAttention(b *block, x, cos, sin, mask *torch.Tensor, 
 		q = torch.RMSNorm(q, b.qNorm, m.Cfg.NormEps)
 		k = torch.RMSNorm(k, b.kNorm, m.Cfg.NormEps)
 	}
-	q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+	rd := int64(m.Cfg.RotaryDim())
+	q, k = rotate(q, cos, sin, rd, D), rotate(k, cos, sin, rd, D)
 	if kv != nil {
 		k, v = kv.append(c, k, v)
 	}
