@@ -254,21 +254,36 @@ func (m *model) mergePairs(dst []int, piece string) []int {
 }
 
 // mergeHeap gives the same result as the loops above in O(n log n), for long
-// pieces such as runs of one letter or of spaces. Parts form a linked list;
-// the heap holds (rank, start) of candidate merges, stale entries being
-// skipped: after a merge the pair starting at a position spans more bytes (or
-// other ids), so its rank differs from any earlier entry for that position.
+// pieces such as runs of one letter or of spaces.
 func (m *model) mergeHeap(dst []int, piece string) []int {
-	n := len(piece)
+	ids := make([]int32, len(piece))
+	for i := range ids {
+		ids[i] = m.byteID[piece[i]]
+	}
+	return m.mergeLinked(dst, ids, piece)
+}
+
+// mergeLinked merges the parts ids by rank, lowest first and leftmost on
+// ties, in O(n log n). Parts form a linked list; the heap holds (rank,
+// start) of candidate merges, stale entries being skipped: after a merge the
+// pair starting at a position spans more (bytes or ids), so its rank differs
+// from any earlier entry for that position. piece is the text of byte-level
+// parts (ids[i] is piece[i]), needed only by rank tables without merges
+// (tiktoken), which look merged byte strings up; "" for character models.
+func (m *model) mergeLinked(dst []int, ids []int32, piece string) []int {
+	n := len(ids)
+	if n == 0 {
+		return dst
+	}
 	type node struct {
-		end, prev, next int32 // part is piece[start:end]; start is its index
+		end, prev, next int32 // part i spans parts [i, end); end 0: merged away
 		id              int32
 		rank            uint32 // of merging with the next part
 		newID           int32
 	}
 	nodes := make([]node, n)
 	for i := range nodes {
-		nodes[i] = node{end: int32(i + 1), prev: int32(i - 1), next: int32(i + 1), id: m.byteID[piece[i]], rank: noRank}
+		nodes[i] = node{end: int32(i + 1), prev: int32(i - 1), next: int32(i + 1), id: ids[i], rank: noRank}
 	}
 	nodes[n-1].next = -1
 	pair := func(i int32) (uint32, int32) {

@@ -864,70 +864,7 @@ func (t *Tokenizer) encodeChars(dst []int, word string) []int {
 			pendingUnk = true
 		}
 	}
-	return m.mergeIDs(dst, ids)
-}
-
-// mergeIDs merges a sequence of ids by pair rank (lowest first, leftmost on
-// ties) with a heap over a linked list.
-func (m *model) mergeIDs(dst []int, ids []int32) []int {
-	n := len(ids)
-	if n == 0 {
-		return dst
-	}
-	type node struct {
-		prev, next int32
-		id, newID  int32
-		rank       uint32
-		dead       bool
-	}
-	nodes := make([]node, n)
-	for i := range nodes {
-		nodes[i] = node{prev: int32(i - 1), next: int32(i + 1), id: ids[i], rank: noRank}
-	}
-	nodes[n-1].next = -1
-	pair := func(i int32) {
-		j := nodes[i].next
-		if j < 0 {
-			nodes[i].rank, nodes[i].newID = noRank, -1
-			return
-		}
-		nodes[i].rank, nodes[i].newID = m.pairRank(nodes[i].id, nodes[j].id)
-	}
-	h := make(candHeap, 0, n)
-	for i := int32(0); i < int32(n); i++ {
-		pair(i)
-		if nodes[i].rank != noRank {
-			h.push(cand{nodes[i].rank, i})
-		}
-	}
-	for len(h) > 0 {
-		c := h.pop()
-		i := c.pos
-		if nodes[i].dead || nodes[i].rank != c.rank || nodes[i].next < 0 {
-			continue
-		}
-		j := nodes[i].next
-		nodes[i].id = nodes[i].newID
-		nodes[i].next = nodes[j].next
-		if nodes[j].next >= 0 {
-			nodes[nodes[j].next].prev = i
-		}
-		nodes[j].dead = true
-		pair(i)
-		if nodes[i].rank != noRank {
-			h.push(cand{nodes[i].rank, i})
-		}
-		if p := nodes[i].prev; p >= 0 {
-			pair(p)
-			if nodes[p].rank != noRank {
-				h.push(cand{nodes[p].rank, p})
-			}
-		}
-	}
-	for i := int32(0); i >= 0; i = nodes[i].next {
-		dst = append(dst, int(nodes[i].id))
-	}
-	return dst
+	return m.mergeLinked(dst, ids, "")
 }
 
 // EncodeHF encodes text the way Hugging Face's tokenizer.encode does (in
