@@ -173,7 +173,7 @@ func ParseStudy(data []byte, name string) (*Study, error) {
 }
 
 func (c *Study) errf(key, format string, a ...any) error {
-	return &world.Error{File: c.file, Line: cfgcheck.LineOf(c.raw, key), Key: key, Msg: fmt.Sprintf(format, a...)}
+	return &world.Error{File: c.file, Line: world.KeyLine(c.raw, key), Key: key, Msg: fmt.Sprintf(format, a...)}
 }
 
 // checkNumbers runs the shared checks of every sizing table (the same as

@@ -48,6 +48,12 @@ func indexPositions(data []byte) positions {
 	return pos
 }
 
+// KeyLine is the line of the TOML text data that sets key (a dotted path:
+// "rm_repair.bt.margin", whether written under a table header, as a dotted
+// key or in an inline table) or opens the table key, or 0. For error
+// messages about keys found after decoding.
+func KeyLine(data []byte, key string) int { return indexPositions(data)[key] }
+
 func (pos positions) set(path string, line int) {
 	if _, ok := pos[path]; !ok {
 		pos[path] = line

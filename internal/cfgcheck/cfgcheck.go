@@ -2,7 +2,7 @@
 // float is finite and in range, every count in range, and the first failure
 // in the order of the checks is the error. A type's Validate method checks
 // keys relative to its own table; the loader that knows the file puts the
-// table in front and finds the line (Locate), so every loader of a type
+// table in front and finds the line (Locate, with world.KeyLine), so every loader of a type
 // reports the same checks the same way: "file:line: table.key: why".
 package cfgcheck
 
@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"strings"
 
 	"github.com/ares-rlhf/ares/engine/world"
 )
@@ -122,52 +121,5 @@ func Locate(file string, data []byte, err error) error {
 	if data == nil {
 		data, _ = os.ReadFile(file)
 	}
-	return &world.Error{File: file, Line: LineOf(data, e.Key), Key: e.Key, Msg: e.Msg}
-}
-
-// LineOf finds the line of the TOML text data that sets key (a dotted path),
-// or that opens the table key when no line sets it, or 0. It reads keys
-// under [table] headers, dotted keys (a.b = ...) and the first key of an
-// inline table's line; it is for error messages, not a TOML parser.
-func LineOf(data []byte, key string) int {
-	table := 0
-	cur := ""
-	for i, ln := range strings.Split(string(data), "\n") {
-		t := strings.TrimSpace(ln)
-		if strings.HasPrefix(t, "[[") {
-			cur = "\x00" // keys of arrays of tables are not addressed
-			continue
-		}
-		if strings.HasPrefix(t, "[") {
-			if end := strings.Index(t, "]"); end > 0 {
-				cur = normKey(t[1:end])
-				if cur == key && table == 0 {
-					table = i + 1
-				}
-			}
-			continue
-		}
-		k, _, ok := strings.Cut(t, "=")
-		if !ok || strings.HasPrefix(t, "#") {
-			continue
-		}
-		full := normKey(k)
-		if cur != "" {
-			full = cur + "." + full
-		}
-		if full == key || strings.HasPrefix(key, full+".") {
-			// full+"." prefix: key sits in an inline table on this line.
-			return i + 1
-		}
-	}
-	return table
-}
-
-// normKey removes the spaces and quotes of a (dotted) TOML key.
-func normKey(k string) string {
-	parts := strings.Split(k, ".")
-	for i, p := range parts {
-		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
-	}
-	return strings.Join(parts, ".")
+	return &world.Error{File: file, Line: world.KeyLine(data, e.Key), Key: e.Key, Msg: e.Msg}
 }

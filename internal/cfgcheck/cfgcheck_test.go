@@ -3,6 +3,8 @@ package cfgcheck
 import (
 	"math"
 	"testing"
+
+	"github.com/ares-rlhf/ares/engine/world"
 )
 
 func TestCheckerFirstErrorAndLine(t *testing.T) {
@@ -14,8 +16,8 @@ func TestCheckerFirstErrorAndLine(t *testing.T) {
 	}
 	data := []byte("[run]\nseed = 1\n\n[policy_repair]\nsteps = 3\nkl = nan\n[rm_repair]\nbt = { margin = nan }\n")
 	for key, want := range map[string]int{"policy_repair.kl": 6, "rm_repair.bt.margin": 8, "policy_repair": 4, "sft.lr": 0} {
-		if got := LineOf(data, key); got != want {
-			t.Errorf("LineOf(%q) = %d, want %d", key, got, want)
+		if got := world.KeyLine(data, key); got != want {
+			t.Errorf("KeyLine(%q) = %d, want %d", key, got, want)
 		}
 	}
 	err := Locate("r.toml", data, Under("policy_repair", &Error{Key: "kl", Msg: "NaN is not a finite number"}))
