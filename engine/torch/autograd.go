@@ -78,3 +78,13 @@ func NoGrad(f func()) {
 	}()
 	f()
 }
+
+// GradEnabled reports whether autograd records on the calling OS thread
+// (false inside NoGrad).
+func GradEnabled() bool {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var cur C.int32_t
+	check("GradEnabled", C.ares_set_grad_enabled(-1, &cur))
+	return cur != 0
+}

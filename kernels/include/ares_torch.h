@@ -80,7 +80,9 @@ ares_status *ares_cuda_memory(int32_t index, int64_t *allocated, int64_t *reserv
                               int64_t *peak_allocated);
 ares_status *ares_cuda_reset_peak(int32_t index);
 ares_status *ares_cuda_empty_cache(void);
-/* Autograd mode of the calling OS thread (the Go side locks the thread). */
+/* Autograd mode of the calling OS thread (the Go side locks the thread).
+   previous (if not NULL) receives the mode before the call; enabled < 0
+   only queries it. */
 ares_status *ares_set_grad_enabled(int32_t enabled, int32_t *previous);
 
 /* ---- tensors: lifetime and inspection --------------------------------- */

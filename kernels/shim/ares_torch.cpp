@@ -408,7 +408,7 @@ ares_status *ares_cuda_empty_cache(void) {
 ares_status *ares_set_grad_enabled(int32_t enabled, int32_t *previous) {
   return guard([&] {
     if (previous) *previous = at::GradMode::is_enabled() ? 1 : 0;
-    at::GradMode::set_enabled(enabled != 0);
+    if (enabled >= 0) at::GradMode::set_enabled(enabled != 0);
   });
 }
 
