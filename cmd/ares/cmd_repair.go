@@ -77,6 +77,15 @@ func (f *runFlags) share(ms ...*model.Transformer) (*dist.DataParallel, error) {
 		if err := f.group.BroadcastParams(m.Tensors()); err != nil {
 			return nil, err
 		}
+		if m.HasLoRA() { // adapters are not among the base parameters
+			ts := make([]*torch.Tensor, 0, len(m.Trainable()))
+			for _, p := range m.Trainable() {
+				ts = append(ts, p.T)
+			}
+			if err := f.group.BroadcastParams(ts); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return dist.NewDataParallel(f.group), nil
 }
@@ -256,7 +265,7 @@ func runSFT(args []string) error {
 	default:
 		return fmt.Errorf("%s: data.sft is required (or data.world = true)", f.config)
 	}
-	return f.trainOne(cfg, cfg.Models.Policy, model.CausalLM, "policy", "sft", func(m *model.Transformer, c *repair.Codec, io repair.RunIO) error {
+	return f.trainOne(cfg, cfg.Models.Policy, cfg.LoRA.Policy, model.CausalLM, "policy", "sft", func(m *model.Transformer, c *repair.Codec, io repair.RunIO) error {
 		_, err := repair.SFT(m, c, data, cfg.SFT, cfg.Run.Seed, io)
 		return err
 	})
@@ -279,7 +288,7 @@ func runTrainRM(args []string) error {
 	default:
 		return fmt.Errorf("%s: data.pairs is required (or data.world = true)", f.config)
 	}
-	return f.trainOne(cfg, cfg.Models.RM, model.Reward, "rm", "train-rm", func(m *model.Transformer, c *repair.Codec, io repair.RunIO) error {
+	return f.trainOne(cfg, cfg.Models.RM, cfg.LoRA.RM, model.Reward, "rm", "train-rm", func(m *model.Transformer, c *repair.Codec, io repair.RunIO) error {
 		_, err := repair.TrainRM(m, c, data, cfg.TrainRM, loss.BTOptions{}, cfg.Run.Seed, io)
 		return err
 	})
@@ -287,8 +296,9 @@ func runTrainRM(args []string) error {
 
 // trainOne is what sft and train-rm share: load the model from dir (or start
 // a synthetic-world one), make it the same on every rank, train it with fit
-// under stage's checkpoints and metrics, and save it as <out>/<what>.
-func (f *runFlags) trainOne(cfg *repair.RunConfig, dir string, kind model.Kind, what, stage string,
+// under stage's checkpoints and metrics, and save it as <out>/<what> (an
+// adapter directory with [lora.<what>]).
+func (f *runFlags) trainOne(cfg *repair.RunConfig, dir string, lora model.LoRA, kind model.Kind, what, stage string,
 	fit func(m *model.Transformer, c *repair.Codec, io repair.RunIO) error) error {
 	o, err := modelOptions(cfg)
 	if err != nil {
@@ -299,6 +309,9 @@ func (f *runFlags) trainOne(cfg *repair.RunConfig, dir string, kind model.Kind, 
 		return err
 	}
 	defer m.Close()
+	if err := prepareLoRA(m, lora, dir, what, cfg.Run.Seed); err != nil {
+		return err
+	}
 	codec, err := repair.NewCodec(tok)
 	if err != nil {
 		return err
@@ -315,15 +328,16 @@ func (f *runFlags) trainOne(cfg *repair.RunConfig, dir string, kind model.Kind, 
 	if err := fit(m, codec, io); err != nil {
 		return err
 	}
-	return f.saveModel(m, tok, filepath.Join(cfg.Run.Out, what), kind)
+	return f.saveModel(m, tok, filepath.Join(cfg.Run.Out, what), kind, dir)
 }
 
-// saveModel writes m as a Hugging Face directory (rank 0 only).
-func (f *runFlags) saveModel(m *model.Transformer, tok *tokenizer.Tokenizer, dir string, kind model.Kind) error {
+// saveModel writes m as a Hugging Face directory, or as a PEFT adapter
+// directory against the base of from when it has adapters (rank 0 only).
+func (f *runFlags) saveModel(m *model.Transformer, tok *tokenizer.Tokenizer, dir string, kind model.Kind, from string) error {
 	if !f.main() {
 		return nil
 	}
-	if err := m.Save(dir, kind, tok); err != nil {
+	if err := saveTrained(m, tok, dir, kind, from); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "saved %s\n", dir)
@@ -376,6 +390,9 @@ func runRepair(args []string) error {
 		return err
 	}
 	defer rm.Close()
+	if err := prepareLoRA(rm, cfg.LoRA.RM, cfg.Models.RM, "rm", cfg.Run.Seed); err != nil {
+		return err
+	}
 	tok, err := model.LoadTokenizer(cfg.Models.RM)
 	if err != nil {
 		return err
@@ -390,14 +407,23 @@ func runRepair(args []string) error {
 			return err
 		}
 		defer ms.Policy.Close()
-		refDir := cfg.Models.Reference
-		if refDir == "" {
-			refDir = cfg.Models.Policy
-		}
-		if ms.Ref, err = model.Load(refDir, model.CausalLM, o); err != nil {
+		if err := prepareLoRA(ms.Policy, cfg.LoRA.Policy, cfg.Models.Policy, "policy", cfg.Run.Seed+1); err != nil {
 			return err
 		}
-		defer ms.Ref.Close()
+		refDir := cfg.Models.Reference
+		switch {
+		case refDir == "" && ms.Policy.HasLoRA():
+			// The reference is the policy with its adapters off: one copy.
+			ms.Ref = ms.Policy
+		default:
+			if refDir == "" {
+				refDir = cfg.Models.Policy
+			}
+			if ms.Ref, err = model.Load(refDir, model.CausalLM, o); err != nil {
+				return err
+			}
+			defer ms.Ref.Close()
+		}
 	}
 	data := pipeline.Data{Findings: findings, Replay: replay, Benign: pd.Replay, Lookalikes: pd.Lookalikes}
 	opts := pipeline.Options{Mode: mode, RMRepair: cfg.RMRepair, PolicyRepair: cfg.PolicyRepair, JointBT: cfg.Joint.BT, Seed: cfg.Run.Seed}
@@ -411,7 +437,7 @@ func runRepair(args []string) error {
 		},
 		Done: func(stage string) error {
 			if stage == pipeline.StageRM || stage == pipeline.StageJoint {
-				if err := f.saveModel(rm, tok, filepath.Join(cfg.Run.Out, "rm"), model.Reward); err != nil {
+				if err := f.saveModel(rm, tok, filepath.Join(cfg.Run.Out, "rm"), model.Reward, cfg.Models.RM); err != nil {
 					return err
 				}
 			}
@@ -422,7 +448,7 @@ func runRepair(args []string) error {
 				}
 			}
 			if stage == pipeline.StagePolicy || stage == pipeline.StageJoint {
-				return f.saveModel(ms.Policy, tok, filepath.Join(cfg.Run.Out, "policy"), model.CausalLM)
+				return f.saveModel(ms.Policy, tok, filepath.Join(cfg.Run.Out, "policy"), model.CausalLM, cfg.Models.Policy)
 			}
 			return nil
 		},

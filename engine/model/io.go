@@ -138,7 +138,13 @@ var torchDTypes = map[safetensors.DType]torch.DType{
 // tensor names. A missing or mis-shaped tensor is an error naming it.
 // Buffers Hugging Face saves but the engine recomputes (GPT-2's attn.bias
 // masks, rotary inv_freq) are ignored; other unexpected tensors are errors.
+//
+// A PEFT adapter directory (adapter_config.json, no config.json) loads its
+// base model (base_model_name_or_path) with the adapters on it.
 func Load(dir string, kind Kind, o Options) (*Transformer, error) {
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil && IsAdapterDir(dir) {
+		return loadWithAdapter(dir, kind, o)
+	}
 	o = o.withDefaults()
 	cfgPath := filepath.Join(dir, "config.json")
 	cfg, err := LoadConfig(cfgPath)
@@ -195,6 +201,28 @@ func Load(dir string, kind Kind, o Options) (*Transformer, error) {
 	m, err := build(cfg, o.Device, o.DType, params)
 	if err != nil {
 		return fail(err)
+	}
+	return m, nil
+}
+
+func loadWithAdapter(dir string, kind Kind, o Options) (*Transformer, error) {
+	info, err := ReadAdapterConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	base := info.Base
+	if IsAdapterDir(base) {
+		if _, err := os.Stat(filepath.Join(base, "config.json")); err != nil {
+			return nil, fmt.Errorf("%s: base model %s is itself an adapter: stacked adapters are not supported (merge the first with ares lora merge)", dir, base)
+		}
+	}
+	m, err := Load(base, kind, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: base model: %w", dir, err)
+	}
+	if err := m.LoadAdapter(dir); err != nil {
+		m.Close()
+		return nil, err
 	}
 	return m, nil
 }
@@ -284,13 +312,12 @@ func (m *Transformer) Save(dir string, kind Kind, tok *tokenizer.Tokenizer) erro
 	if err := writeFileAtomic(filepath.Join(dir, "config.json"), cj); err != nil {
 		return err
 	}
-	pre := prefix(m.Cfg)
+	if m.lora != nil {
+		return errors.New("model.Save: the model has adapters: save them with SaveAdapter, or merge them first (MergeLoRA)")
+	}
 	infos := make([]safetensors.TensorInfo, len(m.params))
 	for i, p := range m.params {
-		name := pre + p.Name
-		if p.Name == "lm_head.weight" || p.Name == "score.weight" {
-			name = p.Name
-		}
+		name := hfName(m.Cfg, p.Name)
 		shape := p.T.Shape()
 		if p.Conv1D {
 			shape = []int64{shape[1], shape[0]}
@@ -345,9 +372,16 @@ func writeFileAtomic(path string, b []byte) error {
 
 // LoadTokenizer reads dir/tokenizer.json with the model's chat template
 // (dir/chat_template.jinja or tokenizer_config.json's chat_template) when
-// the directory has one; without one the tokenizer keeps ChatML.
+// the directory has one; without one the tokenizer keeps ChatML. An adapter
+// directory without a tokenizer uses its base model's.
 func LoadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
 	p := filepath.Join(dir, "tokenizer.json")
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) && IsAdapterDir(dir) {
+		// A PEFT adapter without its own tokenizer uses its base model's.
+		if info, err := ReadAdapterConfig(dir); err == nil {
+			return LoadTokenizer(info.Base)
+		}
+	}
 	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no tokenizer.json in the model directory", dir)
 	}

@@ -40,6 +40,7 @@ type Transformer struct {
 	localCos, localSin *torch.Tensor
 
 	params []Param
+	lora   *loraState // adapters (lora.go); nil without
 }
 
 type block struct {
@@ -202,9 +203,11 @@ func (m *Transformer) NumParams() int64 {
 	return n
 }
 
-// SetTrainable turns gradient tracking of every parameter on or off.
+// SetTrainable turns gradient tracking of what training updates (Trainable:
+// every parameter, or with adapters the adapters and the modules to save)
+// on or off. Frozen base weights under adapters stay off.
 func (m *Transformer) SetTrainable(on bool) {
-	for _, p := range m.params {
+	for _, p := range m.Trainable() {
 		p.T.SetRequiresGrad(on)
 	}
 }
@@ -218,6 +221,8 @@ func (m *Transformer) Close() {
 	m.ropeSin.Close()
 	m.localCos.Close()
 	m.localSin.Close()
+	m.lora.close()
+	m.lora = nil
 }
 
 // Forward returns the final-normed hidden states [B, L, H] of ids [B, L] at
@@ -286,25 +291,25 @@ func merge(x *torch.Tensor) *torch.Tensor {
 
 func (m *Transformer) gpt2Attention(b *block, x, mask *torch.Tensor, kv *layerCache, c *KVCache) *torch.Tensor {
 	H, nH, D := int64(m.Cfg.Hidden), int64(m.Cfg.Heads), int64(m.Cfg.HeadDim)
-	qkv := torch.Linear(x, b.qkvW, b.qkvB)
+	qkv := m.linear(x, b.qkvW, b.qkvB)
 	q := heads(qkv.Narrow(-1, 0, H), nH, D)
 	k := heads(qkv.Narrow(-1, H, H), nH, D)
 	v := heads(qkv.Narrow(-1, 2*H, H), nH, D)
 	if kv != nil {
 		k, v = kv.append(c, k, v)
 	}
-	return torch.Linear(merge(torch.Attention(q, k, v, mask, false, 0)), b.oW, b.oB)
+	return m.linear(merge(torch.Attention(q, k, v, mask, false, 0)), b.oW, b.oB)
 }
 
 func (m *Transformer) gpt2MLP(b *block, x *torch.Tensor) *torch.Tensor {
-	h := torch.Linear(x, b.fcW, b.fcB)
+	h := m.linear(x, b.fcW, b.fcB)
 	switch m.Cfg.HiddenAct {
 	case "gelu":
 		h = h.Gelu()
 	default: // gelu_new, gelu_pytorch_tanh
 		h = h.GeluTanh()
 	}
-	return torch.Linear(h, b.projW, b.projB)
+	return m.linear(h, b.projW, b.projB)
 }
 
 // rotate applies rotary embeddings: x*cos + rotate_half(x)*sin over the
@@ -332,9 +337,9 @@ func repeatKV(x *torch.Tensor, rep int64) *torch.Tensor {
 
 func (m *Transformer) llamaAttention(b *block, x, cos, sin, mask *torch.Tensor, kv *layerCache, c *KVCache) *torch.Tensor {
 	nH, nKV, D := int64(m.Cfg.Heads), int64(m.Cfg.KVHeads), int64(m.Cfg.HeadDim)
-	q := heads(torch.Linear(x, b.qW, b.qB), nH, D)
-	k := heads(torch.Linear(x, b.kW, b.kB), nKV, D)
-	v := heads(torch.Linear(x, b.vW, b.vB), nKV, D)
+	q := heads(m.linear(x, b.qW, b.qB), nH, D)
+	k := heads(m.linear(x, b.kW, b.kB), nKV, D)
+	v := heads(m.linear(x, b.vW, b.vB), nKV, D)
 	scale := 0.0 // 1/sqrt(head_dim)
 	switch {
 	case m.Cfg.Gemma3:
@@ -352,13 +357,13 @@ func (m *Transformer) llamaAttention(b *block, x, cos, sin, mask *torch.Tensor, 
 	}
 	rep := nH / nKV
 	out := torch.Attention(q, repeatKV(k, rep), repeatKV(v, rep), mask, false, scale)
-	return torch.Linear(merge(out), b.oW, nil)
+	return m.linear(merge(out), b.oW, nil)
 }
 
 // gatedMLP is down(act(gate(x)) * up(x)) with the config's activation
 // (SwiGLU for silu, GeGLU for Gemma's gelu_pytorch_tanh).
 func (m *Transformer) gatedMLP(b *block, x *torch.Tensor) *torch.Tensor {
-	g := torch.Linear(x, b.gateW, nil)
+	g := m.linear(x, b.gateW, nil)
 	switch m.Cfg.HiddenAct {
 	case "gelu":
 		g = g.Gelu()
@@ -367,5 +372,5 @@ func (m *Transformer) gatedMLP(b *block, x *torch.Tensor) *torch.Tensor {
 	default: // silu
 		g = g.Silu()
 	}
-	return torch.Linear(g.Mul(torch.Linear(x, b.upW, nil)), b.downW, nil)
+	return m.linear(g.Mul(m.linear(x, b.upW, nil)), b.downW, nil)
 }

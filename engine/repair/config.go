@@ -8,6 +8,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/internal/cfgcheck"
 	"github.com/ares-rlhf/ares/internal/jsonl"
@@ -52,6 +53,25 @@ type RunConfig struct {
 	Joint        struct {
 		BT float64 `toml:"bt"`
 	} `toml:"joint"`
+	// LoRA trains low-rank adapters instead of the whole model, per model
+	// (PEFT's LoraConfig keys; r = 0, the default, trains in full). With
+	// [lora.policy] the KL reference is the policy with its adapters off,
+	// unless models.reference names another model.
+	LoRA LoRATables `toml:"lora"`
+}
+
+// LoRATables are the [lora.policy] and [lora.rm] tables.
+type LoRATables struct {
+	Policy model.LoRA `toml:"policy"`
+	RM     model.LoRA `toml:"rm"`
+}
+
+// Validate checks both tables.
+func (l *LoRATables) Validate() error {
+	if err := l.Policy.Validate(); err != nil {
+		return cfgcheck.Under("policy", err)
+	}
+	return cfgcheck.Under("rm", l.RM.Validate())
 }
 
 // DefaultRunConfig has the defaults every unset field takes.
@@ -122,6 +142,7 @@ func (c *RunConfig) check() error {
 		{"train_rm", c.TrainRM.Validate()},
 		{"rm_repair", c.RMRepair.Validate()},
 		{"policy_repair", c.PolicyRepair.Validate()},
+		{"lora", c.LoRA.Validate()},
 	} {
 		if st.err != nil {
 			return cfgcheck.Under(st.table, st.err)

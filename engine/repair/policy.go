@@ -85,6 +85,9 @@ func RepairPolicy(pol, ref, rm *model.Transformer, c *Codec, data PolicyData, o 
 	if err := io.checkDivisible("policy_repair replay_batch", o.ReplayBatch); err != nil {
 		return nil, err
 	}
+	if ref == pol && !pol.HasLoRA() {
+		return nil, fmt.Errorf("policy repair: the KL reference is the policy itself, which only works with LoRA adapters on the policy (the reference is then the policy with its adapters off)")
+	}
 	est, err := loss.ParseEstimator(o.KLEstimator)
 	if err != nil {
 		return nil, err
@@ -104,7 +107,9 @@ func RepairPolicy(pol, ref, rm *model.Transformer, c *Codec, data PolicyData, o 
 	} else {
 		rm.SetTrainable(false)
 	}
-	ref.SetTrainable(false)
+	if ref != pol {
+		ref.SetTrainable(false)
+	}
 	defer closeGroups(groups)
 	harm := encodeExamples(c, data.Harmful)
 	replay := encodeExamples(c, data.Replay)
@@ -274,7 +279,12 @@ func makeRollout(pol, ref *model.Transformer, rm *RM, c *Codec, data PolicyData,
 				}
 				ro.width = int(q.Mask.Size(1))
 				ro.old = pol.TokenLogProbs(q.Batch).To(torch.Float32).Float32s()
-				ro.ref = ref.TokenLogProbs(q.Batch).To(torch.Float32).Float32s()
+				refLP := func() { ro.ref = ref.TokenLogProbs(q.Batch).To(torch.Float32).Float32s() }
+				if ref == pol {
+					pol.WithoutAdapters(refLP) // LoRA: the reference is the base, adapters off
+				} else {
+					refLP()
+				}
 			})
 		})
 	})

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ares-rlhf/ares/checkpoints"
 	"github.com/ares-rlhf/ares/engine/model"
+	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/train"
 )
 
@@ -61,13 +62,19 @@ func (io RunIO) checkDivisible(what string, n int) error {
 	return nil
 }
 
+// modelGroup is what training updates of m (every parameter, or with LoRA
+// adapters only the adapters and the modules to save) with its optimizer:
+// only these carry gradients, optimizer state, checkpoint entries and
+// data-parallel all-reduces.
 func modelGroup(name string, m *model.Transformer, o Optim) *train.Group {
-	names := make([]string, len(m.Params()))
-	for i, p := range m.Params() {
-		names[i] = p.Name
+	ps := m.Trainable()
+	names := make([]string, len(ps))
+	ts := make([]*torch.Tensor, len(ps))
+	for i, p := range ps {
+		names[i], ts[i] = p.Name, p.T
 	}
 	m.SetTrainable(true)
-	return train.NewGroup(name, names, m.Tensors(), o.schedule(), o.WeightDecay, o.Clip)
+	return train.NewGroup(name, names, ts, o.schedule(), o.WeightDecay, o.Clip)
 }
 
 // runTrainer builds the trainer, resumes if asked, and runs step.
