@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -262,10 +264,135 @@ func TestDamage(t *testing.T) {
 		}
 	})
 	t.Run("flipped bit in the manifest numbers", func(t *testing.T) {
+		// Caught by the manifest checksum at Open...
 		dir, ts := smallCheckpoint(t)
+		editManifestRaw(t, dir, func(m *Manifest) { m.Tensors[5].CRC32C ^= 1 << 7 })
+		err := loadAll(t, dir, ts)
+		wantErr(t, err, dir, "manifest checksum mismatch")
+		if !errors.Is(err, ErrManifestChecksum) {
+			t.Errorf("error %v does not wrap ErrManifestChecksum", err)
+		}
+		// ...and, in a manifest whose checksum was recomputed (a writer bug),
+		// still by the tensor's checksum.
+		dir, ts = smallCheckpoint(t)
 		editManifest(t, dir, func(m *Manifest) { m.Tensors[5].CRC32C ^= 1 << 7 })
 		wantErr(t, loadAll(t, dir, ts), ts[5].info.Name, "checksum")
 	})
+}
+
+// TestManifestChecksum flips every bit of the manifest file, one at a time,
+// at the bytes of the step counter, the data position and a shard size:
+// every flip must be refused by Open and by the Manager (never resumed with
+// a different state), naming the checkpoint.
+func TestManifestChecksum(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	w, err := Create(dir, &Options{Workers: 1, ChunkSize: MinChunkSize})
+	must(t, err)
+	w.SetStep(1234)
+	w.SetDataPosition(json.RawMessage(`{"epoch":2,"batch":98765}`))
+	must(t, w.AddTensor(TensorInfo{Name: "w", DType: safetensors.F32, Shape: []int64{4}}, f32s(1, 2, 3, 4)))
+	must(t, w.Commit())
+	p := filepath.Join(dir, ManifestName)
+	orig, err := os.ReadFile(p)
+	must(t, err)
+	var m Manifest
+	must(t, json.Unmarshal(orig, &m))
+	if m.Version != FormatVersion || !strings.HasPrefix(m.Checksum, "sha256:") {
+		t.Fatalf("fresh manifest: version %d, checksum %q", m.Version, m.Checksum)
+	}
+	flipped := 0
+	for _, field := range []string{`"step": 1234`, `"batch": 98765`, `"size": `, `"version": 2`, `"checksum": "sha256:`} {
+		at := bytes.Index(orig, []byte(field))
+		if at < 0 {
+			t.Fatalf("manifest has no %s:\n%s", field, orig)
+		}
+		for pos := at; pos < at+len(field)+2; pos++ {
+			for bit := 0; bit < 8; bit++ {
+				b := bytes.Clone(orig)
+				b[pos] ^= 1 << bit
+				if _, err := ParseManifest(b); err == nil {
+					var got Manifest
+					if json.Unmarshal(b, &got) == nil && reflect.DeepEqual(got, m) {
+						continue // whitespace or escaping: same manifest, same state
+					}
+					t.Fatalf("manifest with bit %d of byte %d (%q) flipped was accepted", bit, pos, field)
+				}
+				must(t, os.WriteFile(p, b, 0o644))
+				if r, err := Open(dir, nil); err == nil {
+					r.Close()
+					t.Fatalf("checkpoint with bit %d of byte %d (%q) of its manifest flipped opened", bit, pos, field)
+				} else if !strings.Contains(err.Error(), dir) {
+					t.Fatalf("error does not name the checkpoint: %v", err)
+				}
+				flipped++
+			}
+		}
+	}
+	must(t, os.WriteFile(p, orig, 0o644))
+	r, err := Open(dir, nil)
+	must(t, err)
+	must(t, r.Verify())
+	// Verify re-reads the manifest: a change after Open is reported.
+	b := bytes.Replace(orig, []byte(`"step": 1234`), []byte(`"step": 1235`), 1)
+	must(t, os.WriteFile(p, b, 0o644))
+	err = r.Verify()
+	wantErr(t, err, dir, ManifestName, "changed since it was opened", "checksum mismatch")
+	r.Close()
+	t.Logf("%d single-bit flips refused", flipped)
+}
+
+// TestManifestWithoutChecksum: a manifest of format version 1 (before
+// checksums) opens without one; from version 2 a missing checksum is an
+// error; a checksum is checked whatever the version says.
+func TestManifestWithoutChecksum(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	writeCheckpoint(t, dir, testModel(3, 100)[:3], nil)
+	p := filepath.Join(dir, ManifestName)
+	orig, err := os.ReadFile(p)
+	must(t, err)
+	edit := func(f func(m map[string]any)) {
+		var m map[string]any
+		must(t, json.Unmarshal(orig, &m))
+		f(m)
+		b, err := json.Marshal(m)
+		must(t, err)
+		must(t, os.WriteFile(p, b, 0o644))
+	}
+	edit(func(m map[string]any) { delete(m, "checksum") })
+	_, err = Open(dir, nil)
+	wantErr(t, err, dir, "no checksum", "version 2")
+	edit(func(m map[string]any) { delete(m, "checksum"); m["version"] = 1 })
+	r, err := Open(dir, nil)
+	must(t, err)
+	must(t, r.Verify())
+	r.Close()
+	edit(func(m map[string]any) { m["version"] = 1 }) // a downgrade keeps the checksum, which then fails
+	_, err = Open(dir, nil)
+	wantErr(t, err, dir, "manifest checksum mismatch")
+	edit(func(m map[string]any) { m["checksum"] = "md5:00" })
+	_, err = Open(dir, nil)
+	wantErr(t, err, dir, "unknown algorithm")
+	edit(func(m map[string]any) { m["version"] = FormatVersion + 1 })
+	_, err = Open(dir, nil)
+	wantErr(t, err, dir, "checksum mismatch")
+}
+
+// TestManifestChecksumOddMetadata: metadata that JSON does not carry
+// through unchanged (invalid UTF-8, HTML characters) still gives a
+// checkpoint that opens.
+func TestManifestChecksumOddMetadata(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	w, err := Create(dir, nil)
+	must(t, err)
+	w.SetMetadata("bad\xffkey", "value \xfe<&>\u2028")
+	w.SetDataPosition(json.RawMessage(" { \"a\" : [1, 2.50, 1e3] } "))
+	w.SetExtra(json.RawMessage(`{"s":"<\u00e9>"}`))
+	must(t, w.AddBlob("x", []byte("y")))
+	must(t, w.Commit())
+	r, err := Open(dir, nil)
+	must(t, err)
+	must(t, r.Verify())
+	r.Close()
 }
 
 func wantErr(t *testing.T, err error, words ...string) {
@@ -280,7 +407,22 @@ func wantErr(t *testing.T, err error, words ...string) {
 	}
 }
 
+// editManifest edits a checkpoint's manifest and recomputes its checksum,
+// as a buggy or hostile writer would: what it tests is what the reader
+// checks beyond the checksum.
 func editManifest(t *testing.T, dir string, edit func(*Manifest)) {
+	t.Helper()
+	editManifestOpt(t, dir, edit, true)
+}
+
+// editManifestRaw edits a manifest without updating its checksum, as
+// damage would.
+func editManifestRaw(t *testing.T, dir string, edit func(*Manifest)) {
+	t.Helper()
+	editManifestOpt(t, dir, edit, false)
+}
+
+func editManifestOpt(t *testing.T, dir string, edit func(*Manifest), reseal bool) {
 	t.Helper()
 	p := filepath.Join(dir, ManifestName)
 	raw, err := os.ReadFile(p)
@@ -288,6 +430,10 @@ func editManifest(t *testing.T, dir string, edit func(*Manifest)) {
 	var m Manifest
 	must(t, json.Unmarshal(raw, &m))
 	edit(&m)
+	if reseal {
+		m.Checksum, err = m.ComputeChecksum()
+		must(t, err)
+	}
 	out, _ := json.Marshal(&m)
 	must(t, os.WriteFile(p, out, 0o644))
 }
@@ -444,6 +590,63 @@ func TestManagerRotationAndResume(t *testing.T) {
 	m2.Close()
 }
 
+// TestOpenLatestSkipsDamagedManifest: one corrupted byte in the newest
+// checkpoint's manifest (its step counter) makes OpenLatest fall back to
+// the previous checkpoint and name the rejected one and why.
+func TestOpenLatestSkipsDamagedManifest(t *testing.T) {
+	run := t.TempDir()
+	m, err := NewManager(run, &ManagerOptions{Keep: -1})
+	must(t, err)
+	defer m.Close()
+	for _, step := range []int64{10, 20, 30} {
+		_, err := m.Save(step, func(w *Writer) error {
+			w.SetDataPosition(json.RawMessage(fmt.Sprintf(`{"batch":%d}`, step)))
+			return w.AddTensor(TensorInfo{Name: "w", DType: safetensors.F32, Shape: []int64{2}}, f32s(float32(step), 1))
+		})
+		must(t, err)
+	}
+	newest := CheckpointName(30)
+	p := filepath.Join(run, newest, ManifestName)
+	raw, err := os.ReadFile(p)
+	must(t, err)
+	at := bytes.Index(raw, []byte(`"step": 30`))
+	if at < 0 {
+		t.Fatalf("no step in manifest:\n%s", raw)
+	}
+	raw[at+len(`"step": `)] ^= 0x01 // 30 -> 20: a plausible, wrong state
+	must(t, os.WriteFile(p, raw, 0o644))
+
+	for _, verify := range []bool{false, true} {
+		r, skipped, err := m.OpenLatest(verify)
+		must(t, err)
+		if r.Manifest().Step != 20 || compact(r.Manifest().DataPosition) != `{"batch":20}` || filepath.Base(r.Dir()) != CheckpointName(20) {
+			t.Fatalf("resumed %s at step %d, want %s", r.Dir(), r.Manifest().Step, CheckpointName(20))
+		}
+		r.Close()
+		if len(skipped) != 1 {
+			t.Fatalf("skipped %v, want the one damaged checkpoint", skipped)
+		}
+		var rej *RejectedError
+		if !errors.As(skipped[0], &rej) || rej.Name != newest || rej.Dir != filepath.Join(run, newest) {
+			t.Fatalf("skipped %#v does not name %s", skipped[0], newest)
+		}
+		if !errors.Is(skipped[0], ErrManifestChecksum) {
+			t.Errorf("rejection %v is not a manifest checksum failure", skipped[0])
+		}
+		wantErr(t, skipped[0], newest, "rejected", "manifest checksum mismatch")
+	}
+
+	// Every checkpoint damaged: nothing to resume, and every rejection is said.
+	for _, step := range []int64{10, 20} {
+		must(t, os.Truncate(filepath.Join(run, CheckpointName(step), "shard-00000.ares"), 1))
+	}
+	_, skipped, err := m.OpenLatest(true)
+	if !errors.Is(err, ErrNoCheckpoint) || len(skipped) != 3 {
+		t.Fatalf("all damaged: err %v, skipped %v", err, skipped)
+	}
+	wantErr(t, err, CheckpointName(10), CheckpointName(20), newest, "truncated", "checksum mismatch")
+}
+
 func TestDiff(t *testing.T) {
 	root := t.TempDir()
 	a := []testTensor{
@@ -531,7 +734,13 @@ func FuzzParseManifest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseManifest(b)
 		if err != nil {
-			return
+			// Almost every mutation fails the checksum; check that what
+			// Validate alone accepts (a manifest resealed by a hostile or
+			// buggy writer) is safe too.
+			m = new(Manifest)
+			if json.Unmarshal(b, m) != nil || m.Validate() != nil {
+				return
+			}
 		}
 		for _, tt := range m.Tensors {
 			for _, c := range tt.Chunks {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,9 +101,21 @@ func TestSIGKILLDuringSave(t *testing.T) {
 	// the machine (or -race).
 	window := 2*time.Since(t0) + time.Millisecond
 	m.Close()
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	// The kill times are random; the seed is logged (and the test can be
+	// rerun with it) so that a failure can be reproduced as far as timing
+	// allows.
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv(crashSeedEnv); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", crashSeedEnv, s, err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (rerun with %s=%d), kill window %v", seed, crashSeedEnv, seed, window)
+	rng := rand.New(rand.NewPCG(seed, 7))
 	var last int64
-	interrupted := 0
+	inSave, inDelete := 0, 0
 	for k := 0; k < kills; k++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelperProcess$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+run)
@@ -115,47 +128,63 @@ func TestSIGKILLDuringSave(t *testing.T) {
 		if line != "ready\n" {
 			cmd.Process.Kill()
 			cmd.Wait()
-			t.Fatalf("helper did not start: %q %s", line, stderr.String())
+			t.Fatalf("seed %d: helper did not start: %q %s", seed, line, stderr.String())
 		}
 		time.Sleep(time.Duration(rng.Int64N(int64(window))))
 		must(t, cmd.Process.Signal(syscall.SIGKILL))
 		err = cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-			t.Fatalf("helper exited on its own (%v): %s", err, stderr.String())
+			t.Fatalf("seed %d, kill %d: helper exited on its own (%v): %s", seed, k, err, stderr.String())
 		}
 
-		if leftovers(t, run) {
-			interrupted++
+		save, del := leftovers(t, run)
+		if save {
+			inSave++
+		}
+		if del {
+			inDelete++
 		}
 		m := crashManager(t, run) // as a resuming trainer would
 		r, skipped, err := m.OpenLatest(true)
 		if err != nil || len(skipped) > 0 {
-			t.Fatalf("kill %d: resume failed: %v, skipped %v", k, err, skipped)
+			t.Fatalf("seed %d, kill %d: resume failed: %v, skipped %v", seed, k, err, skipped)
 		}
 		step := r.Manifest().Step
 		if step < last {
-			t.Fatalf("kill %d: resumed step %d after step %d", k, step, last)
+			t.Fatalf("seed %d, kill %d: resumed step %d after step %d", seed, k, step, last)
 		}
 		last = step
 		checkAll(t, r, crashState(step))
 		rngBlob, err := r.Blob(BlobRNGPrefix + "cpu")
 		if err != nil || string(rngBlob) != fmt.Sprint(step) {
-			t.Fatalf("kill %d: rng blob %q %v", k, rngBlob, err)
+			t.Fatalf("seed %d, kill %d: rng blob %q %v", seed, k, rngBlob, err)
 		}
 		r.Close()
 		m.Close()
 	}
-	t.Logf("%d kills, %d left a save or deletion half done, reached step %d", kills, interrupted, last)
+	t.Logf("seed %d: %d kills, %d inside a save, %d inside a deletion, reached step %d", seed, kills, inSave, inDelete, last)
+	// A test that never killed a save would pass without testing anything.
+	if inSave == 0 {
+		t.Fatalf("seed %d: none of %d kills landed inside a save (a temporary checkpoint directory left behind); the kill window %v is too short", seed, kills, window)
+	}
 }
 
-// leftovers reports whether a kill left a temporary or trash directory.
-func leftovers(t *testing.T, run string) bool {
+// crashSeedEnv sets the seed of TestSIGKILLDuringSave's kill times.
+const crashSeedEnv = "ARES_CRASH_SEED"
+
+// leftovers reports whether a kill left a temporary checkpoint directory
+// (killed inside a save, before its rename) or a trash directory (killed
+// inside a rotation's deletion).
+func leftovers(t *testing.T, run string) (save, del bool) {
 	ents, err := os.ReadDir(run)
 	must(t, err)
 	for _, e := range ents {
-		if strings.Contains(e.Name(), tmpMarker) || strings.Contains(e.Name(), trashMarker) {
-			return true
+		switch n := e.Name(); {
+		case strings.Contains(n, tmpMarker) && !strings.HasPrefix(n, "."+LatestName):
+			save = true
+		case strings.Contains(n, trashMarker):
+			del = true
 		}
 	}
-	return false
+	return save, del
 }

@@ -11,9 +11,21 @@
 //	manifest.json      format version, step, data position, metadata, and the
 //	                   index: per tensor name, group, dtype, shape, size, codec,
 //	                   CRC-32C of the raw bytes, and its chunks (shard, offset,
-//	                   length, CRC-32C of the stored bytes); blobs likewise
+//	                   length, CRC-32C of the stored bytes); blobs likewise;
+//	                   and the manifest's own checksum
 //	shard-00000.ares   concatenated stored chunks, each shard at most
 //	shard-00001.ares   Options.ShardSize bytes
+//
+// The manifest checksum ("checksum": "sha256:<hex>", format version 2 on)
+// is the SHA-256 of the manifest's canonical encoding: the compact
+// encoding/json encoding of the manifest with the checksum field empty. It
+// covers every value (step, data position, metadata, index) and none of
+// the file's layout. Open refuses a manifest whose content does not match
+// it, so a flipped bit in the step counter or data position is never
+// resumed from; a version 1 manifest (written before checksums) has none
+// and is still read, and a manifest that carries one is checked whatever
+// its version field says. Committed golden checkpoints of every version
+// (testdata/golden-v<N>) are read by the tests of every later build.
 //
 // Tensors are cut into chunks (4 MiB raw by default) compressed in
 // parallel. A float chunk is split into byte planes (byte k of every
@@ -41,7 +53,8 @@
 // A Manager handles a run directory: Save(step, fill) commits
 // step-NNNNNNNNNNNN atomically, then writes the `latest` pointer, then
 // rotates old checkpoints (keep last N); OpenLatest resumes from the newest
-// complete checkpoint, passing over damaged ones. SetDeltaBase makes later
+// complete checkpoint, passing over damaged ones and returning, for each,
+// a *RejectedError naming it and saying why. SetDeltaBase makes later
 // saves deltas against a checkpoint (the model before repair): unchanged
 // tensors cost nothing, changed ones store per-element differences where
 // that is smaller. Deltas load back bit-exact.
@@ -53,8 +66,9 @@
 //	cfg, err := r.Blob(checkpoints.BlobConfig)
 //	m := r.Manifest() // Step, DataPosition, Metadata, Extra
 //
-// ReadTensor checks every stored chunk's checksum and the decoded tensor's
-// checksum; Verify checks everything and lists every problem by tensor,
+// Open checks the manifest's checksum; ReadTensor checks every stored
+// chunk's checksum and the decoded tensor's checksum; Verify checks
+// everything (re-reading the manifest) and lists every problem by tensor,
 // chunk and shard.
 //
 // Package safetensors (a sub-package) reads and writes Hugging Face

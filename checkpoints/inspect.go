@@ -21,6 +21,11 @@ func WriteInspect(w io.Writer, r *Reader) error {
 		shardBytes += s.Size
 	}
 	fmt.Fprintf(w, "checkpoint  %s\nformat      %s v%d, created %s\nstep        %d\n", r.dir, m.Format, m.Version, m.Created, m.Step)
+	if m.Checksum != "" {
+		fmt.Fprintf(w, "manifest    %.23s… (checked)\n", m.Checksum)
+	} else {
+		fmt.Fprintf(w, "manifest    no checksum (format v%d predates manifest checksums)\n", m.Version)
+	}
 	if len(m.DataPosition) > 0 {
 		fmt.Fprintf(w, "data pos    %s\n", m.DataPosition)
 	}

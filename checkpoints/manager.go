@@ -199,9 +199,27 @@ func (m *Manager) Latest() (string, error) {
 // ErrNoCheckpoint is returned by OpenLatest when nothing can be resumed.
 var ErrNoCheckpoint = errors.New("no complete checkpoint")
 
+// RejectedError is why OpenLatest passed over a checkpoint: Name is its
+// directory name in the run directory, Err what failed (opening: a
+// manifest that does not parse, fails its checksum, or names a missing or
+// truncated shard; or, when verifying, every bad tensor and blob).
+type RejectedError struct {
+	Name string
+	Dir  string
+	Err  error
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("checkpoint %s rejected: %v", e.Name, e.Err)
+}
+
+func (e *RejectedError) Unwrap() error { return e.Err }
+
 // OpenLatest opens the newest checkpoint that opens cleanly (and, with
-// verify, passes Verify), passing over damaged ones; skipped lists why each
-// newer one was passed over, for the caller to log.
+// verify, passes Verify), passing over damaged ones; skipped has a
+// *RejectedError for each newer one passed over, newest first, naming it
+// and saying why, for the caller to log. When none can be opened the error
+// wraps ErrNoCheckpoint and skipped lists every rejection.
 func (m *Manager) OpenLatest(verify bool) (r *Reader, skipped []error, err error) {
 	list, err := m.List()
 	if err != nil {
@@ -217,7 +235,10 @@ func (m *Manager) OpenLatest(verify bool) (r *Reader, skipped []error, err error
 		if err == nil {
 			return r, skipped, nil
 		}
-		skipped = append(skipped, err)
+		skipped = append(skipped, &RejectedError{Name: list[i].Name, Dir: list[i].Dir, Err: err})
+	}
+	if len(skipped) > 0 {
+		return nil, skipped, fmt.Errorf("run directory %s: %w: all %d were rejected: %w", m.dir, ErrNoCheckpoint, len(skipped), errors.Join(skipped...))
 	}
 	return nil, skipped, fmt.Errorf("run directory %s: %w", m.dir, ErrNoCheckpoint)
 }

@@ -1,18 +1,33 @@
 package checkpoints
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ares-rlhf/ares/checkpoints/safetensors"
 )
 
 // Format identification written into every manifest.
+//
+// Version 1: the original format. Version 2 adds the manifest checksum
+// (Manifest.Checksum), which is required from version 2 on; version 1
+// checkpoints, which have none, are still read.
 const (
 	FormatName    = "ares-checkpoint"
-	FormatVersion = 1
+	FormatVersion = 2
 	ManifestName  = "manifest.json"
+
+	// MinFormatVersion is the oldest format version this build reads.
+	MinFormatVersion = 1
+	// checksumVersion is the first format version whose manifests must
+	// carry a checksum.
+	checksumVersion = 2
+	// checksumPrefix names the algorithm of Manifest.Checksum.
+	checksumPrefix = "sha256:"
 )
 
 // Codecs of a tensor's chunks.
@@ -55,6 +70,12 @@ type Manifest struct {
 	Shards    []Shard  `json:"shards"`
 	Tensors   []Tensor `json:"tensors"`
 	Blobs     []Blob   `json:"blobs,omitempty"`
+
+	// Checksum is "sha256:" and the hex SHA-256 of the manifest's canonical
+	// encoding (see CanonicalEncoding), so that a damaged manifest (a
+	// flipped step, data position or chunk offset) is refused rather than
+	// resumed from. Required from format version 2; absent in version 1.
+	Checksum string `json:"checksum,omitempty"`
 }
 
 // BaseRef names the checkpoint a delta checkpoint is relative to: a
@@ -115,18 +136,73 @@ func storedSize(cs []Chunk) int64 {
 	return n
 }
 
-// ParseManifest decodes and validates a manifest. It checks everything
-// that can be checked without the shard files: a manifest that passes
-// cannot make a reader index out of range or leave the directory.
+// ParseManifest decodes a manifest, checks its checksum, and validates it.
+// It checks everything that can be checked without the shard files: a
+// manifest that passes cannot make a reader index out of range or leave
+// the directory, and (from format version 2) is the one the writer wrote.
 func ParseManifest(b []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("manifest is not valid JSON: %w", err)
 	}
+	// The checksum first: when it fails, that is the cause of whatever
+	// else looks wrong.
+	if err := m.VerifyChecksum(); err != nil {
+		return nil, err
+	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// CanonicalEncoding is the byte string the manifest checksum covers: the
+// compact JSON encoding (encoding/json's Marshal: fields in declaration
+// order, map keys sorted, embedded JSON compacted) of the manifest with
+// Checksum empty. It does not depend on the file's whitespace or key
+// order, only on the values; any change of a value changes it.
+func (m *Manifest) CanonicalEncoding() ([]byte, error) {
+	c := *m
+	c.Checksum = ""
+	return json.Marshal(&c)
+}
+
+// ComputeChecksum returns the checksum the manifest should carry.
+func (m *Manifest) ComputeChecksum() (string, error) {
+	b, err := m.CanonicalEncoding()
+	if err != nil {
+		return "", fmt.Errorf("manifest: canonical encoding: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return checksumPrefix + hex.EncodeToString(sum[:]), nil
+}
+
+// ErrManifestChecksum is wrapped by the error of a manifest whose content
+// does not match its checksum.
+var ErrManifestChecksum = errors.New("manifest checksum mismatch")
+
+// VerifyChecksum checks the manifest against its checksum. A manifest
+// without one is accepted only below format version 2 (written before
+// manifests had checksums); a manifest that carries one is always checked,
+// whatever its version says.
+func (m *Manifest) VerifyChecksum() error {
+	if m.Checksum == "" {
+		if m.Version >= checksumVersion {
+			return fmt.Errorf("manifest: no checksum (format version %d requires one): damaged or altered", m.Version)
+		}
+		return nil
+	}
+	if !strings.HasPrefix(m.Checksum, checksumPrefix) {
+		return fmt.Errorf("manifest: checksum %q: unknown algorithm (want %q)", m.Checksum, checksumPrefix+"<hex>")
+	}
+	want, err := m.ComputeChecksum()
+	if err != nil {
+		return err
+	}
+	if m.Checksum != want {
+		return fmt.Errorf("%w: the content hashes to %s, the manifest records %s (the manifest was damaged or altered)", ErrManifestChecksum, want, m.Checksum)
+	}
+	return nil
 }
 
 // planesFor is the number of byte planes a tensor of dtype d is split into.
@@ -149,8 +225,8 @@ func (m *Manifest) Validate() error {
 	if m.Format != FormatName {
 		return fmt.Errorf("manifest: format %q is not %q", m.Format, FormatName)
 	}
-	if m.Version != FormatVersion {
-		return fmt.Errorf("manifest: format version %d not supported (this build reads %d)", m.Version, FormatVersion)
+	if m.Version < MinFormatVersion || m.Version > FormatVersion {
+		return fmt.Errorf("manifest: format version %d not supported (this build reads %d to %d)", m.Version, MinFormatVersion, FormatVersion)
 	}
 	if m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize || m.ChunkSize%8 != 0 {
 		return fmt.Errorf("manifest: chunk_size %d must be a multiple of 8 in [%d, %d]", m.ChunkSize, MinChunkSize, MaxChunkSize)

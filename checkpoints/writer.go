@@ -460,10 +460,12 @@ func (w *Writer) Commit() error {
 		os.RemoveAll(w.tmp)
 		return fmt.Errorf("checkpoint %s: internal error: %w", w.dir, err)
 	}
-	raw, err := json.MarshalIndent(&w.m, "", " ")
-	if err == nil {
-		err = writeFileSync(filepath.Join(w.tmp, ManifestName), append(raw, '\n'))
+	raw, err := w.sealManifest()
+	if err != nil {
+		os.RemoveAll(w.tmp)
+		return fmt.Errorf("checkpoint %s: internal error: %w", w.dir, err)
 	}
+	err = writeFileSync(filepath.Join(w.tmp, ManifestName), raw)
 	if err == nil {
 		err = syncDir(w.tmp)
 	}
@@ -482,6 +484,37 @@ func (w *Writer) Commit() error {
 
 // Dir is the final directory of the checkpoint.
 func (w *Writer) Dir() string { return w.dir }
+
+// sealManifest sets the manifest's checksum and returns the file's bytes.
+// The checksum is computed over the manifest as a reader will decode it
+// (encoded, then decoded again), so that anything JSON does not carry
+// through unchanged (such as invalid UTF-8 in metadata, which becomes
+// U+FFFD) cannot make a fresh checkpoint fail its own check; and the bytes
+// are parsed back exactly as Open will, so a checkpoint that would not open
+// is never written.
+func (w *Writer) sealManifest() ([]byte, error) {
+	w.m.Checksum = ""
+	first, err := json.Marshal(&w.m)
+	if err != nil {
+		return nil, err
+	}
+	var decoded Manifest
+	if err := json.Unmarshal(first, &decoded); err != nil {
+		return nil, err
+	}
+	if w.m.Checksum, err = decoded.ComputeChecksum(); err != nil {
+		return nil, err
+	}
+	raw, err := json.MarshalIndent(&w.m, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	raw = append(raw, '\n')
+	if _, err := ParseManifest(raw); err != nil {
+		return nil, fmt.Errorf("the manifest written does not read back: %w", err)
+	}
+	return raw, nil
+}
 
 func writeFileSync(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
