@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/ares-rlhf/ares/engine/detect"
@@ -32,10 +33,18 @@ const (
 	ArmARES = "ares"
 	// ArmJoint: one loss updates the policy and the RM in each step.
 	ArmJoint = "joint"
+	// ArmARESLoRA: ARES with LoRA adapters ([lora]) on the policy and the RM
+	// instead of training them in full; the KL reference is the policy with
+	// its adapters off. The adapters are merged after the repair, so the
+	// durability phases train the merged models like every other arm's.
+	ArmARESLoRA = "ares-lora"
 )
 
-// Arms lists the arms in report order.
+// Arms lists the arms a study runs by default, in report order.
 var Arms = []string{ArmBaseline, ArmPolicyOnly, ArmPolicyOnlyRL, ArmARES, ArmJoint}
+
+// AllArms adds the arms a study runs only when asked (study.arms).
+var AllArms = append(slices.Clone(Arms), ArmARESLoRA)
 
 // armMode is the repair pipeline's mode of each arm that red-teams.
 var armMode = map[string]pipeline.Mode{
@@ -43,6 +52,7 @@ var armMode = map[string]pipeline.Mode{
 	ArmPolicyOnlyRL: pipeline.ModePolicy,
 	ArmARES:         pipeline.ModeBoth,
 	ArmJoint:        pipeline.ModeJoint,
+	ArmARESLoRA:     pipeline.ModeBoth,
 }
 
 // ArmResult is one arm's evaluations on one seed, one per phase run.
@@ -168,14 +178,26 @@ func treat(ctx context.Context, st *synth.Start, m *synth.Models, arm string, se
 	for _, f := range rt.Findings {
 		findings[f.Type]++
 	}
-	ref, err := st.LoadPolicy()
-	if err != nil {
-		return nil, err
-	}
-	defer ref.Close()
 	o := pipeline.Options{Mode: mode, RMRepair: c.RMRepair, PolicyRepair: c.PolicyRepair, JointBT: c.JointBT, Seed: seed + 11}
 	if arm == ArmPolicyOnlyRL {
 		o.PolicyRepair.Unlikelihood = 0
+	}
+	var ref *model.Transformer
+	if arm == ArmARESLoRA {
+		if err := m.Pol.AddLoRA(c.LoRA.Policy, uint64(seed)+17); err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+		if err := m.RM.AddLoRA(c.LoRA.RM, uint64(seed)+19); err != nil {
+			return nil, fmt.Errorf("rm: %w", err)
+		}
+		o.RMRepair.LR *= c.LoRA.LRScale
+		o.PolicyRepair.LR *= c.LoRA.LRScale
+		ref = m.Pol // the reference is the policy with its adapters off
+	} else {
+		if ref, err = st.LoadPolicy(); err != nil {
+			return nil, err
+		}
+		defer ref.Close()
 	}
 	d := pipeline.Data{Findings: rt.Findings, Replay: st.World.Replay, Benign: st.World.Benign, Lookalikes: st.World.Looks}
 	pr, err := pipeline.Repair(ctx, pipeline.Models{Policy: m.Pol, Ref: ref, RM: m.RM, Codec: st.Codec}, d, o, pipeline.Hooks{
@@ -186,6 +208,15 @@ func treat(ctx context.Context, st *synth.Start, m *synth.Models, arm string, se
 	})
 	if err != nil {
 		return nil, err
+	}
+	if arm == ArmARESLoRA {
+		// Evaluation and the durability phases use the merged models.
+		if err := m.Pol.MergeLoRA(); err != nil {
+			return nil, err
+		}
+		if err := m.RM.MergeLoRA(); err != nil {
+			return nil, err
+		}
 	}
 	env.Logf("%s seed %d: %d rollouts, findings A %d, B %d, C %d; ran %v", arm, seed, rt.Rollouts,
 		findings[detect.TypeA], findings[detect.TypeB], findings[detect.TypeC], pr.Ran)

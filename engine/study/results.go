@@ -21,7 +21,7 @@ import (
 )
 
 // knownArm reports whether a is an arm the study can run.
-func knownArm(a string) bool { return slices.Contains(Arms, a) }
+func knownArm(a string) bool { return slices.Contains(AllArms, a) }
 
 // ---------------------------------------------------------------------------
 // Metrics
@@ -266,7 +266,7 @@ func (r *StudyResult) index() *rowIndex {
 		addArm(a)
 		ix.ran[a] = true
 	}
-	for _, a := range Arms {
+	for _, a := range AllArms {
 		if armSeen[a] {
 			addArm(a)
 		}

@@ -192,6 +192,7 @@ func (c *Study) checkNumbers() []error {
 		{"rm_repair", c.RMRepair.Validate()},
 		{"policy_repair", c.PolicyRepair.Validate()},
 		{"start_rlhf", c.StartRLHF.Validate()},
+		{"lora", c.LoRA.Validate()},
 	} {
 		if t.err != nil {
 			errs = append(errs, cfgcheck.Locate(c.file, c.raw, cfgcheck.Under(t.table, t.err)))
@@ -236,11 +237,11 @@ func (c *Study) check() error {
 	armSeen := map[string]bool{}
 	for _, a := range c.Study.Arms {
 		known := false
-		for _, k := range Arms {
+		for _, k := range AllArms {
 			known = known || a == k
 		}
 		if !known {
-			add(c.errf("study.arms", "%q is not one of %s", a, strings.Join(Arms, ", ")))
+			add(c.errf("study.arms", "%q is not one of %s", a, strings.Join(AllArms, ", ")))
 		}
 		if armSeen[a] {
 			add(c.errf("study.arms", "%q is listed twice", a))

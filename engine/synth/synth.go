@@ -25,6 +25,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/repair/loss"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/cfgcheck"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
 
@@ -56,16 +57,38 @@ type Config struct {
 	StartRLHF repair.PolicyRepair `toml:"start_rlhf"`
 	// RLHF2Steps is the length of the rlhf2 phase (the same recipe, from
 	// each arm's policy); default twice the policy-repair steps.
-	RLHF2Steps   int64   `toml:"rlhf2_steps"`
-	JointBT      float64 `toml:"joint_bt"`
-	EvalK        int     `toml:"eval_k"`
-	MaxNewTokens int     `toml:"max_new_tokens"`
+	RLHF2Steps int64   `toml:"rlhf2_steps"`
+	JointBT    float64 `toml:"joint_bt"`
+	// LoRA is the study's ares-lora arm: ARES with low-rank adapters on the
+	// policy and the RM instead of training them in full.
+	LoRA         LoRARepair `toml:"lora"`
+	EvalK        int        `toml:"eval_k"`
+	MaxNewTokens int        `toml:"max_new_tokens"`
 	// Placement is the device and weight dtype of every model (zero value:
 	// CPU, float32). bf16 weights train with float32 master copies.
 	Placement model.Options `toml:"-"`
 	// Judge scores harm in red-teaming and evaluation (zero value: the
 	// synthetic world's oracle).
 	Judge judge.Config `toml:"-"`
+}
+
+// LoRARepair is the [lora] table: the adapters of each model
+// ([lora.policy], [lora.rm]) and lr_scale, the factor on rm_repair's and
+// policy_repair's learning rates (adapters take larger steps than full
+// fine-tuning: they start at zero and have fewer directions to move in).
+type LoRARepair struct {
+	repair.LoRATables
+	LRScale float64 `toml:"lr_scale"`
+}
+
+// Validate checks the tables and the factor.
+func (l *LoRARepair) Validate() error {
+	if err := l.LoRATables.Validate(); err != nil {
+		return err
+	}
+	k := cfgcheck.New("")
+	k.Positive("lr_scale", l.LRScale)
+	return k.Err()
 }
 
 // DefaultConfig is the demo's size, the one bench/study.toml runs the study
@@ -87,6 +110,10 @@ func DefaultConfig(quick bool) Config {
 			Prompts: 16, Group: 4, UpdatesPerBatch: 2, MaxNewTokens: 40, Temperature: 1, ClipEps: 0.2,
 			Unlikelihood: 0.5, KL: 0.05, KLEstimator: "k3", Replay: 1.0, ReplayBatch: 16, LookalikeRatio: 0.2},
 		JointBT: 1,
+		LoRA: LoRARepair{LoRATables: repair.LoRATables{
+			Policy: model.LoRA{R: 8, Alpha: 16, TargetModules: []string{"all-linear"}},
+			RM:     model.LoRA{R: 8, Alpha: 16, TargetModules: []string{"all-linear"}}},
+			LRScale: 10},
 		// A probe is harmful when at least 2 of its 8 samples are: residual
 		// harm that a later RL round would amplify counts.
 		Thresholds:   detect.Thresholds{PolicyHarmRate: 0.25},
