@@ -16,6 +16,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/repair/loss"
 	"github.com/ares-rlhf/ares/engine/synth"
 	"github.com/ares-rlhf/ares/engine/torch"
+	"github.com/ares-rlhf/ares/engine/train"
 	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
@@ -30,6 +31,7 @@ func init() {
 type runFlags struct {
 	config, out string
 	resume      bool
+	force       bool // resume even though the config changed
 	maxSteps    int64
 
 	// group is the data-parallel job when the process was launched
@@ -107,6 +109,7 @@ func parseRunFlags(name string, args []string, extra func(fs stringFlags), valid
 	fs.StringVar(&f.config, "config", "", "run config (TOML)")
 	fs.StringVar(&f.out, "out", "", "output directory (overrides run.out)")
 	fs.BoolVar(&f.resume, "resume", false, "resume from the newest complete checkpoint")
+	fs.BoolVar(&f.force, "force", false, "with --resume: resume even if the config differs from the checkpoint's (run.out, run.checkpoint_every, run.keep_last and run.max_nonfinite may always change)")
 	fs.Int64Var(&f.maxSteps, "max-steps", 0, "stop after this many steps of each stage, keeping the schedule (resume continues); 0: run to the end")
 	if extra != nil {
 		extra(fs)
@@ -169,7 +172,8 @@ func modelOptions(cfg *repair.RunConfig) (model.Options, error) {
 // ranks open it only to resume from and write nothing.
 func stageIO(cfg *repair.RunConfig, f *runFlags, stage string, dp *dist.DataParallel) (repair.RunIO, func(), error) {
 	io := repair.RunIO{Resume: f.resume, CheckpointEvery: cfg.Run.CheckpointEvery, KeepLast: cfg.Run.KeepLast,
-		MaxNonFinite: cfg.Run.MaxNonFinite, StopAfter: f.maxSteps, Label: stage}
+		MaxNonFinite: cfg.Run.MaxNonFinite, StopAfter: f.maxSteps, Label: stage,
+		ForceConfig: f.force, Ctx: commandContext()}
 	if dp != nil {
 		io.DP = dp
 	}
@@ -186,7 +190,8 @@ func stageIO(cfg *repair.RunConfig, f *runFlags, stage string, dp *dist.DataPara
 			return repair.RunIO{}, nil, err
 		}
 		closers = append(closers, func() { mgr.Close() })
-		mf, err := os.OpenFile(filepath.Join(cfg.Run.Out, "metrics-"+stage+".jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		// A train.MetricsFile: a resumed trainer cuts it back to the resumed step.
+		mf, err := train.OpenMetrics(cfg.Run.Out, "metrics-"+stage+".jsonl")
 		if err != nil {
 			done()
 			return repair.RunIO{}, nil, err
@@ -427,7 +432,7 @@ func runRepair(args []string) error {
 	}
 	data := pipeline.Data{Findings: findings, Replay: replay, Benign: pd.Replay, Lookalikes: pd.Lookalikes}
 	opts := pipeline.Options{Mode: mode, RMRepair: cfg.RMRepair, PolicyRepair: cfg.PolicyRepair, JointBT: cfg.Joint.BT, Seed: cfg.Run.Seed}
-	res, err := pipeline.Repair(context.Background(), ms, data, opts, pipeline.Hooks{
+	res, err := pipeline.Repair(commandContext(), ms, data, opts, pipeline.Hooks{
 		IO: func(stage string, trained ...*model.Transformer) (repair.RunIO, func(), error) {
 			dp, err := f.share(trained...)
 			if err != nil {

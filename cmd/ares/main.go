@@ -12,7 +12,9 @@ import (
 	"strings"
 )
 
-// Exit codes: 0 success, 1 the command failed, 2 bad usage.
+// Exit codes: 0 success, 1 the command failed (a recovered panic included),
+// 2 bad usage, 128+n interrupted by signal n (130 SIGINT, 143 SIGTERM; see
+// signals.go), or a command's own (exitCodeError).
 const (
 	exitOK    = 0
 	exitFail  = 1
@@ -101,7 +103,26 @@ func runMain(args []string) int {
 		printUsage()
 		return exitUsage
 	}
-	err := c.run(args[1:])
+	in := newInterrupter()
+	setActive(in)
+	defer func() {
+		setActive(nil)
+		in.stop()
+	}()
+	err := callCommand(c, args[1:])
+	if pe, ok := err.(*panicError); ok {
+		fmt.Fprintf(os.Stderr, "ares %s: internal error: %v\n", c.name, pe.value)
+		if os.Getenv("ARES_DEBUG") == "1" {
+			os.Stderr.Write(pe.stack)
+		}
+		return exitFail
+	}
+	if sig := in.signal(); sig != nil {
+		// Interrupted: whatever the command returned, say what was saved
+		// and exit as a shell reports that signal.
+		reportInterrupt(os.Stderr, c.name, err, sig)
+		return signalExitCode(sig)
+	}
 	if err == nil {
 		return exitOK
 	}

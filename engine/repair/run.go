@@ -1,6 +1,7 @@
 package repair
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -37,10 +38,16 @@ type RunIO struct {
 	KeepLast        int
 	MaxNonFinite    int
 	Resume          bool
-	StopAfter       int64 // stop after this many steps (0: run to the end)
+	// ForceConfig resumes even from a checkpoint written with another
+	// config (train.Trainer.ForceConfig).
+	ForceConfig bool
+	StopAfter   int64 // stop after this many steps (0: run to the end)
 	// DP makes the stage data-parallel: each rank trains on its share of
 	// every global batch and gradients are averaged (nil: one process).
 	DP train.DataParallel
+	// Ctx interrupts the stage at a step boundary, with a checkpoint, when
+	// it is cancelled (nil: never; train.Trainer.Ctx).
+	Ctx context.Context
 }
 
 // shard returns this rank's contiguous share of a global batch, the same on
@@ -83,6 +90,7 @@ func runTrainer(io RunIO, o Optim, groups []*train.Group, step train.StepFunc) (
 		Cfg: train.Config{Steps: o.Steps, Accum: o.Accum, MaxNonFinite: io.MaxNonFinite,
 			CheckpointEvery: io.CheckpointEvery, KeepLast: io.KeepLast, Progress: io.Progress, Label: io.Label, StopAfter: io.StopAfter},
 		Groups: groups, Manager: io.Manager, Metrics: io.Metrics, Blobs: io.Blobs, DP: io.DP,
+		Ctx: io.Ctx, ForceConfig: io.ForceConfig,
 	}
 	if io.Resume && io.Manager != nil {
 		if _, err := tr.Resume(); err != nil {

@@ -5,19 +5,28 @@
 // data position, config, tokenizer) and exact resume, metrics as JSONL, a
 // progress line, and per-phase timing.
 //
+// Interruption: a run takes a context (Trainer.Ctx). When it is cancelled the
+// loop finishes the optimizer step in progress, writes a checkpoint of that
+// step and returns an *Interrupted error (which wraps context.Canceled and
+// the context's cause); resuming from that checkpoint continues exactly as an
+// uninterrupted run would. Resume refuses a checkpoint whose tensors differ
+// in name, shape or dtype from the model, or whose config differs from the
+// current one (unless ForceConfig), and cuts the metrics file back to the
+// resumed step so that no step is logged twice.
+//
 // Determinism: the loop keeps no hidden random state. A step's data and its
 // sampling randomness are derived from (seed, step) by the caller's step
 // function, so a resumed run makes the same updates as an uninterrupted one.
 package train
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -129,13 +138,75 @@ type Trainer struct {
 	State json.RawMessage
 	// DP makes the run data-parallel (nil: one process).
 	DP DataParallel
+	// Ctx interrupts the run when it is cancelled (nil: never). The loop
+	// stops at the next step boundary, checkpoints that step and returns an
+	// *Interrupted error. In a data-parallel run the ranks agree on the step
+	// to stop after (a cancelled context on any rank stops every rank after
+	// the same step), so that they stay in step and save one checkpoint.
+	Ctx context.Context
+	// ForceConfig lets Resume continue from a checkpoint whose config blob
+	// (checkpoints.BlobConfig) differs from Blobs' (see CheckResumeConfig).
+	ForceConfig bool
 
 	Step          int64 // next step to run
 	NonFiniteRun  int
 	NonFiniteSeen int64
 
 	lastProgress time.Time
+	// hasSaved says that a checkpoint of step savedStep exists (written by
+	// Save or resumed from), in directory saved ("" on a data-parallel rank
+	// that does not write).
+	hasSaved  bool
+	saved     string
+	savedStep int64
 }
+
+// Interrupted is the error of a run stopped by its context. It wraps the
+// context's error (context.Canceled or context.DeadlineExceeded) and its
+// cause (context.Cause), so errors.Is works with either.
+type Interrupted struct {
+	Label string // the run's label (Config.Label)
+	Step  int64  // steps done: the step a resume continues from
+	Steps int64  // the run's total steps
+	// Dir is the checkpoint directory holding step Step ("" when this
+	// process wrote none: no manager, or a data-parallel rank other than 0).
+	Dir string
+	// SaveErr is why the interrupted step's checkpoint could not be written.
+	SaveErr error
+	Cause   error // context.Cause of the run's context
+	ctxErr  error
+}
+
+func (e *Interrupted) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "interrupted after step %d of %d", e.Step, e.Steps)
+	switch {
+	case e.SaveErr != nil:
+		fmt.Fprintf(&b, "; its checkpoint could not be saved: %v", e.SaveErr)
+	case e.Dir != "":
+		fmt.Fprintf(&b, "; checkpoint of step %d in %s", e.Step, e.Dir)
+	default:
+		b.WriteString("; no checkpoint written by this process")
+	}
+	if e.Cause != nil {
+		fmt.Fprintf(&b, ": %v", e.Cause)
+	}
+	return b.String()
+}
+
+func (e *Interrupted) Unwrap() []error {
+	var out []error
+	for _, err := range []error{e.ctxErr, e.Cause, e.SaveErr} {
+		if err != nil && !(len(out) > 0 && err == out[len(out)-1]) {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// errPeerInterrupted is the cause on a data-parallel rank whose own context
+// is live when another rank was interrupted.
+var errPeerInterrupted = fmt.Errorf("another rank of the data-parallel job was interrupted: %w", context.Canceled)
 
 // ErrNonFinite is returned when too many consecutive steps were non-finite.
 var ErrNonFinite = errors.New("too many consecutive non-finite steps")
@@ -155,6 +226,10 @@ func (tr *Trainer) Run(step StepFunc) error {
 	if tr.Cfg.MaxNonFinite <= 0 {
 		tr.Cfg.MaxNonFinite = 10
 	}
+	ctx := tr.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	start := time.Now()
 	startStep := tr.Step
 	end := tr.Cfg.Steps
@@ -162,9 +237,20 @@ func (tr *Trainer) Run(step StepFunc) error {
 		end = tr.Cfg.StopAfter
 	}
 	for tr.Step < end {
-		rec, err := tr.oneStep(step)
+		// One process checks its context before each step. Data-parallel
+		// ranks decide together, after the step (see oneStep), because a
+		// signal reaches each rank at a different moment.
+		if tr.DP == nil && ctx.Err() != nil {
+			return tr.interrupt(ctx)
+		}
+		rec, err := tr.oneStep(ctx, step)
 		if err != nil {
 			return err
+		}
+		stop := false
+		if v, ok := rec[interruptKey]; ok {
+			stop = v.(float64) > 0
+			delete(rec, interruptKey)
 		}
 		if tr.Metrics != nil {
 			b, err := MarshalMetrics(rec)
@@ -181,6 +267,9 @@ func (tr *Trainer) Run(step StepFunc) error {
 			if _, err := tr.Save(); err != nil {
 				return err
 			}
+		}
+		if stop && tr.Step < end {
+			return tr.interrupt(ctx)
 		}
 	}
 	if tr.Cfg.Progress != nil {
@@ -199,7 +288,30 @@ func (tr *Trainer) Run(step StepFunc) error {
 // not it has a manager, so that the ranks stay in step.
 func (tr *Trainer) saves() bool { return tr.Manager != nil || tr.DP != nil && tr.DP.Size() > 1 }
 
-func (tr *Trainer) oneStep(step StepFunc) (map[string]any, error) {
+// interrupt ends a run stopped by its context at a step boundary: it
+// checkpoints the current step (unless that checkpoint exists already: a
+// periodic save or the one resumed from) and returns the *Interrupted error.
+func (tr *Trainer) interrupt(ctx context.Context) error {
+	ie := &Interrupted{Label: tr.Cfg.Label, Step: tr.Step, Steps: tr.Cfg.Steps, ctxErr: ctx.Err(), Cause: context.Cause(ctx)}
+	if ie.ctxErr == nil { // a data-parallel peer was interrupted, not this rank
+		ie.ctxErr, ie.Cause = nil, errPeerInterrupted
+	}
+	if !tr.saves() {
+		return ie
+	}
+	if tr.hasSaved && tr.savedStep == tr.Step {
+		ie.Dir = tr.saved
+		return ie
+	}
+	ie.Dir, ie.SaveErr = tr.Save()
+	return ie
+}
+
+// interruptKey carries, in a data-parallel step's metrics, whether a rank's
+// context was cancelled; the all-reduce makes it the same on every rank.
+const interruptKey = "_interrupted"
+
+func (tr *Trainer) oneStep(ctx context.Context, step StepFunc) (map[string]any, error) {
 	timer := &Timer{phases: map[string]time.Duration{}}
 	t0 := time.Now()
 	sums := map[string]float64{}
@@ -246,6 +358,10 @@ func (tr *Trainer) oneStep(step StepFunc) (map[string]any, error) {
 		rec[k] = v / float64(tr.Cfg.Accum)
 	}
 	if tr.DP != nil {
+		rec[interruptKey] = 0.0
+		if ctx.Err() != nil {
+			rec[interruptKey] = 1.0
+		}
 		if err := tr.reduce(rec); err != nil {
 			return nil, fmt.Errorf("step %d: %w", tr.Step, err)
 		}
@@ -386,16 +502,20 @@ type state struct {
 // In a data-parallel run only the main rank writes (the state is the same on
 // every rank) and the others wait for it.
 func (tr *Trainer) Save() (string, error) {
-	if tr.DP == nil {
-		return tr.save()
-	}
 	var dir string
 	var err error
-	if tr.DP.IsMain() && tr.Manager != nil {
+	if tr.DP == nil {
 		dir, err = tr.save()
+	} else {
+		if tr.DP.IsMain() && tr.Manager != nil {
+			dir, err = tr.save()
+		}
+		if berr := tr.DP.Barrier(); err == nil {
+			err = berr
+		}
 	}
-	if berr := tr.DP.Barrier(); err == nil {
-		err = berr
+	if err == nil {
+		tr.hasSaved, tr.saved, tr.savedStep = true, dir, tr.Step
 	}
 	return dir, err
 }
@@ -463,13 +583,21 @@ func addTensor(w *checkpoints.Writer, name, group string, t *torch.Tensor) error
 // Resume loads the newest complete checkpoint of the manager's directory into
 // the groups (parameters and optimizer state, in place) and the trainer's
 // counters. It returns false when there is none.
+//
+// Nothing is loaded unless the whole checkpoint fits: every tensor present
+// with the model's shape and dtype, an optimizer step count for every group,
+// and, unless ForceConfig, the same config as Blobs' (CheckResumeConfig).
+// Then the metrics writer, when it can be cut (a MetricsTruncater such as a
+// *MetricsFile), loses the records of the steps the resumed run will log
+// again: those of the resumed step and later (all of them when there is no
+// checkpoint, since the run then starts at step 0).
 func (tr *Trainer) Resume() (bool, error) {
 	r, skipped, err := tr.Manager.OpenLatest(true)
 	if err != nil {
 		return false, err
 	}
 	if r == nil {
-		return false, nil
+		return false, tr.truncateMetrics(0)
 	}
 	defer r.Close()
 	for _, e := range skipped {
@@ -479,34 +607,104 @@ func (tr *Trainer) Resume() (bool, error) {
 	if err := json.Unmarshal(r.Manifest().DataPosition, &st); err != nil {
 		return false, fmt.Errorf("%s: data position: %w", r.Dir(), err)
 	}
+	if !tr.ForceConfig {
+		if err := tr.checkConfig(r); err != nil {
+			return false, err
+		}
+	}
+	type load struct {
+		name string
+		t    *torch.Tensor
+	}
+	var loads []load
 	for _, g := range tr.Groups {
 		for i, p := range g.Params {
-			if err := loadInto(r, g.Name+"/"+g.Names[i], p); err != nil {
-				return false, err
-			}
+			loads = append(loads, load{g.Name + "/" + g.Names[i], p})
 		}
-		for k, t := range g.Opt.State() {
-			if err := loadInto(r, g.Name+"/adamw/"+k, t); err != nil {
-				return false, err
-			}
+		ost := g.Opt.State()
+		keys := make([]string, 0, len(ost))
+		for k := range ost {
+			keys = append(keys, k)
 		}
-		n, ok := st.AdamSteps[g.Name]
-		if !ok {
+		sort.Strings(keys)
+		for _, k := range keys {
+			loads = append(loads, load{g.Name + "/adamw/" + k, ost[k]})
+		}
+		if _, ok := st.AdamSteps[g.Name]; !ok {
 			return false, fmt.Errorf("%s: no optimizer step count for %q", r.Dir(), g.Name)
 		}
-		g.Opt.StepCount = n
+	}
+	for _, l := range loads {
+		if err := checkEntry(r, l.name, l.t); err != nil {
+			return false, err
+		}
+	}
+	for _, l := range loads {
+		if err := loadInto(r, l.name, l.t); err != nil {
+			return false, err
+		}
+	}
+	for _, g := range tr.Groups {
+		g.Opt.StepCount = st.AdamSteps[g.Name]
 	}
 	tr.Step, tr.NonFiniteSeen, tr.State = st.Step, st.NonFiniteSeen, st.User
-	return true, nil
+	tr.hasSaved, tr.saved, tr.savedStep = true, r.Dir(), st.Step
+	return true, tr.truncateMetrics(st.Step)
 }
 
-func loadInto(r *checkpoints.Reader, name string, t *torch.Tensor) error {
+// checkConfig compares the checkpoint's config blob with the current one
+// (both present) and refuses a change (CheckResumeConfig).
+func (tr *Trainer) checkConfig(r *checkpoints.Reader) error {
+	cur, ok := tr.Blobs[checkpoints.BlobConfig]
+	if !ok {
+		return nil
+	}
+	has := false
+	for _, n := range r.Blobs() {
+		has = has || n == checkpoints.BlobConfig
+	}
+	if !has {
+		return nil // written without a config: nothing to compare
+	}
+	saved, err := r.Blob(checkpoints.BlobConfig)
+	if err != nil {
+		return err
+	}
+	return CheckResumeConfig(r.Dir(), saved, cur)
+}
+
+func (tr *Trainer) truncateMetrics(step int64) error {
+	if t, ok := tr.Metrics.(MetricsTruncater); ok {
+		return t.TruncateMetrics(step)
+	}
+	return nil
+}
+
+// checkEntry checks that the checkpoint has tensor name with t's dtype and
+// shape.
+func checkEntry(r *checkpoints.Reader, name string, t *torch.Tensor) error {
 	e, ok := r.Entry(name)
 	if !ok {
 		return fmt.Errorf("%s: checkpoint has no tensor %q", r.Dir(), name)
 	}
+	want, ok := ckptDTypes[t.DType()]
+	if !ok {
+		return fmt.Errorf("%s: tensor %q: the model's dtype %v cannot be checkpointed", r.Dir(), name, t.DType())
+	}
+	if e.DType != want {
+		return fmt.Errorf("%s: tensor %q is %s in the checkpoint, the model's is %s (%v)", r.Dir(), name, e.DType, want, t.DType())
+	}
 	if !equal(e.Shape, t.Shape()) {
 		return fmt.Errorf("%s: tensor %q has shape %v, the model has %v", r.Dir(), name, e.Shape, t.Shape())
+	}
+	return nil
+}
+
+// loadInto copies tensor name of the checkpoint into t (checked by
+// checkEntry).
+func loadInto(r *checkpoints.Reader, name string, t *torch.Tensor) error {
+	if err := checkEntry(r, name, t); err != nil {
+		return err
 	}
 	b, err := r.ReadTensorAlloc(name)
 	if err != nil {
@@ -529,12 +727,4 @@ func equal(a, b []int64) bool {
 		}
 	}
 	return true
-}
-
-// OpenMetrics opens (appending) a metrics JSONL file in dir.
-func OpenMetrics(dir, name string) (*os.File, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 }
