@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ func loraBase(t *testing.T) string {
 	return filepath.Join(out, "policy")
 }
 
-func loraSFTConfig(t *testing.T, base string) string {
+func loraSFTConfig(t *testing.T, base string, dropout float64) string {
 	return writeConfig(t, sftConfig+`
 [models]
 policy = "`+base+`"
@@ -31,6 +32,7 @@ policy = "`+base+`"
 r = 4
 lora_alpha = 8
 target_modules = ["q_proj", "v_proj", "down_proj"]
+lora_dropout = `+strconv.FormatFloat(dropout, 'g', -1, 64)+`
 `)
 }
 
@@ -54,12 +56,14 @@ func dirDigest(t *testing.T, dir string) map[string]string {
 // TestLoRASFTResumeMergeAndDataParallel: an sft run with [lora.policy]
 // trains and checkpoints only the adapters, writes a PEFT adapter directory
 // and leaves the base untouched; stopped and resumed it equals an
-// uninterrupted run bit for bit; ares lora merge writes a model whose
-// log-probabilities equal the adapter's; and 2 processes equal 1.
+// uninterrupted run bit for bit (dropout included: its masks derive from the
+// step); ares lora merge writes a model whose log-probabilities equal the
+// adapter's; and 2 processes equal 1 (without dropout, whose masks depend on
+// each rank's share of the batch, as in any data-parallel engine).
 func TestLoRASFTResumeMergeAndDataParallel(t *testing.T) {
 	base := loraBase(t)
 	before := dirDigest(t, base)
-	cfg := loraSFTConfig(t, base)
+	cfg := loraSFTConfig(t, base, 0.1)
 	root := t.TempDir()
 	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
 	if code := runMain([]string{"sft", "--config", cfg, "--out", a}); code != 0 {
@@ -117,12 +121,16 @@ func TestLoRASFTResumeMergeAndDataParallel(t *testing.T) {
 	if testing.Short() {
 		return
 	}
-	two := filepath.Join(root, "two")
+	one, two := filepath.Join(root, "one"), filepath.Join(root, "two")
+	cfg = loraSFTConfig(t, base, 0)
+	if code := runMain([]string{"sft", "--config", cfg, "--out", one}); code != 0 {
+		t.Fatalf("one process: exit %d", code)
+	}
 	t.Setenv("ARES_TEST_RUN_MAIN", strings.Join([]string{"sft", "--config", cfg, "--out", two}, "\x1f"))
 	if code := runMain([]string{"launch", "--nproc", "2", "--", os.Args[0], "-test.run=^$"}); code != 0 {
 		t.Fatalf("two processes: exit %d", code)
 	}
-	x, err := checkpoints.OpenSource(finalCheckpoint(t, a, 8))
+	x, err := checkpoints.OpenSource(finalCheckpoint(t, one, 8))
 	if err != nil {
 		t.Fatal(err)
 	}

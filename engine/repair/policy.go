@@ -118,7 +118,11 @@ func RepairPolicy(pol, ref, rm *model.Transformer, c *Codec, data PolicyData, o 
 	// steps (a fresh map after a resume regenerates them identically).
 	rollouts := map[int]*rollout{}
 	norm := float64(o.MaxNewTokens)
-	return runTrainer(io, o.Optim, groups, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
+	trained := []*model.Transformer{pol}
+	if joint != nil {
+		trained = append(trained, joint.M)
+	}
+	return runTrainer(io, o.Optim, groups, seed, trained, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
 		batch := step / int64(o.UpdatesPerBatch)
 		cur := rollouts[micro]
 		if cur == nil || step%int64(o.UpdatesPerBatch) == 0 {

@@ -51,7 +51,7 @@ func TrainRM(m *model.Transformer, c *Codec, data []Pair, o Optim, bt loss.BTOpt
 	e := encodePairs(c, data)
 	groups := []*train.Group{modelGroup("rm", m, o)}
 	defer closeGroups(groups)
-	return runTrainer(io, o, groups, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
+	return runTrainer(io, o, groups, seed, []*model.Transformer{m}, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
 		idx := pick(stepRand(seed, step, micro), len(data), o.Batch)
 		lo, hi := io.shard(len(idx))
 		var l *torch.Tensor
@@ -94,7 +94,7 @@ func RepairRM(m *model.Transformer, c *Codec, repairPairs, replay []Pair, o RMRe
 	}
 	groups := []*train.Group{modelGroup("rm", m, o.Optim)}
 	defer closeGroups(groups)
-	return runTrainer(io, o.Optim, groups, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
+	return runTrainer(io, o.Optim, groups, seed, []*model.Transformer{m}, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
 		var l *torch.Tensor
 		var metrics map[string]float64
 		var err error

@@ -85,7 +85,19 @@ func modelGroup(name string, m *model.Transformer, o Optim) *train.Group {
 }
 
 // runTrainer builds the trainer, resumes if asked, and runs step.
-func runTrainer(io RunIO, o Optim, groups []*train.Group, step train.StepFunc) (*train.Trainer, error) {
+// trained are the models whose groups these are: their adapters' dropout is
+// seeded from (seed, step, micro) before each micro-batch, so that a resumed
+// run draws the same masks as an uninterrupted one.
+func runTrainer(io RunIO, o Optim, groups []*train.Group, seed int64, trained []*model.Transformer, step train.StepFunc) (*train.Trainer, error) {
+	inner := step
+	step = func(s *torch.Scope, st int64, micro int, t *train.Timer) (train.Micro, error) {
+		for i, m := range trained {
+			if err := m.SeedDropout(mixSeed(uint64(seed), uint64(st), uint64(micro), uint64(i))); err != nil {
+				return train.Micro{}, err
+			}
+		}
+		return inner(s, st, micro, t)
+	}
 	tr := &train.Trainer{
 		Cfg: train.Config{Steps: o.Steps, Accum: o.Accum, MaxNonFinite: io.MaxNonFinite,
 			CheckpointEvery: io.CheckpointEvery, KeepLast: io.KeepLast, Progress: io.Progress, Label: io.Label, StopAfter: io.StopAfter},
@@ -98,6 +110,20 @@ func runTrainer(io RunIO, o Optim, groups []*train.Group, step train.StepFunc) (
 		}
 	}
 	return tr, tr.Run(step)
+}
+
+// mixSeed combines numbers into one seed (SplitMix64's finaliser per step).
+func mixSeed(xs ...uint64) uint64 {
+	h := uint64(0x9e3779b97f4a7c15)
+	for _, x := range xs {
+		h ^= x + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2)
+		h ^= h >> 30
+		h *= 0xbf58476d1ce4e5b9
+		h ^= h >> 27
+		h *= 0x94d049bb133111eb
+		h ^= h >> 31
+	}
+	return h
 }
 
 func closeGroups(gs []*train.Group) {

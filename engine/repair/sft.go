@@ -60,7 +60,7 @@ func SFT(m *model.Transformer, c *Codec, data []Example, o Optim, seed int64, io
 	e := encodeExamples(c, data)
 	groups := []*train.Group{modelGroup("policy", m, o)}
 	defer closeGroups(groups)
-	return runTrainer(io, o, groups, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
+	return runTrainer(io, o, groups, seed, []*model.Transformer{m}, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
 		idx := pick(stepRand(seed, step, micro), len(data), o.Batch)
 		lo, hi := io.shard(len(idx))
 		var l *torch.Tensor

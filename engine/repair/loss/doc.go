@@ -45,4 +45,13 @@
 // its result joins the scope of the first scoped input (like an op's result)
 // or, when no input is scoped, is owned by the caller. The autograd graph
 // holds what backward needs, so freeing the intermediate handles is safe.
+//
+// Vocabulary. The losses take per-token log-probabilities [N, T], never
+// logits: the callers get them from model.TokenLogProbs, which at a large
+// vocabulary (a 152k Qwen2 head) computes them with the fused, vocabulary-
+// chunked torch.TokenLogProbs, so that no [N, T, V] logits exist in a repair
+// step, forward or backward. Unlikelihood stays a function of logp rather
+// than the fused torch.UnlikelihoodLoss: that op clamps 1 − p at 1e-6 and
+// sends no gradient past the clamp, where Unlikelihood clamps at
+// ULMinComplement and continues linearly, so the two differ near p = 1.
 package loss
