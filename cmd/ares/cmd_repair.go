@@ -148,7 +148,13 @@ func parseRunFlags(name string, args []string, extra func(fs stringFlags), valid
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(cfg.Run.Out, "config.resolved.toml"), resolved, 0o644); err != nil {
+	// A resume keeps the config it resumes (a changed one is refused at the
+	// checkpoint unless --force), so the file keeps saying what ran.
+	rp := filepath.Join(cfg.Run.Out, "config.resolved.toml")
+	if _, err := os.Stat(rp); f.resume && !f.force && err == nil {
+		return &f, cfg, nil
+	}
+	if err := os.WriteFile(rp, resolved, 0o644); err != nil {
 		return nil, nil, err
 	}
 	return &f, cfg, nil
