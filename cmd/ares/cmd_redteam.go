@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,6 +107,7 @@ func runRedteam(args []string) error {
 	budget := fs.Int("budget", 0, "policy rollouts (overrides redteam.budget)")
 	seed := fs.Int64("seed", 0, "seed (overrides redteam.seed)")
 	sampler := fs.String("sampler", "", "uniform, hierarchical or qd (overrides redteam.sampler.kind)")
+	resume := fs.Bool("resume", false, "continue the interrupted run in the output directory (its findings.state.json) with the same config")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -161,10 +162,11 @@ func runRedteam(args []string) error {
 	}
 	defer rm.Close()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	// The first SIGINT or SIGTERM cancels ctx: the round in progress is
+	// dropped, the last round's state stays on disk, --resume continues.
+	ctx := commandContext()
 	g := cfg.Generation
-	p := &repair.Policy{M: pol, C: pc, MaxNew: g.MaxNewTokens, Temperature: g.Temperature, Batch: g.Batch, Seed: uint64(cfg.Redteam.Seed)}
+	p := &redteamPolicy{m: pol, c: pc, rm: rm, rc: rc, maxNew: g.MaxNewTokens, temperature: g.Temperature, batch: g.Batch, seed: uint64(cfg.Redteam.Seed)}
 	r := &repair.RM{M: rm, C: rc, Batch: g.RMBatch}
 	var progress io.Writer = os.Stderr
 	if *quiet {
@@ -173,7 +175,10 @@ func runRedteam(args []string) error {
 	t0 := time.Now()
 	fmt.Printf("ares redteam: policy %s, reward model %s, %s, judge %s, output in %s\n",
 		cfg.Models.Policy, cfg.Models.RM, dev, judgeKind(cfg.Judge.Kind), cfg.Run.OutDir)
-	res, paths, err := mentor.Discover(ctx, &cfg.RunConfig, p, r, progressBar(progress, t0))
+	if *resume {
+		fmt.Printf("ares redteam: resuming from %s\n", mentor.StatePath(filepath.Join(cfg.Run.OutDir, "findings.jsonl")))
+	}
+	res, paths, err := mentor.DiscoverWith(ctx, &cfg.RunConfig, mentor.DiscoverOptions{Policy: p, RM: r, Progress: progressBar(progress, t0), Resume: *resume})
 	if progress != nil {
 		fmt.Fprintln(progress)
 	}
@@ -184,8 +189,58 @@ func runRedteam(args []string) error {
 	fmt.Printf("%s sampler, seed %d: %d rollouts on %d probes in %s; findings A %d, B %d, C %d (%.1f Type C per 1,000 rollouts, %d distinct)\n",
 		res.Sampler, res.Seed, res.Rollouts, t.Probes, time.Since(t0).Round(time.Millisecond), t.A, t.B, t.C,
 		t.PerThousandRollouts(detect.TypeC), res.Distinct(detect.TypeC))
+	if len(res.Skipped) > 0 {
+		fmt.Printf("skipped %d probes longer than a model's context (listed in summary.json), first %s: %s\n", len(res.Skipped), res.Skipped[0].ID, res.Skipped[0].Reason)
+	}
 	for _, p := range paths {
 		fmt.Println("wrote", p)
+	}
+	return nil
+}
+
+// redteamPolicy is the policy model as mentor.Policy. Each Sample call
+// draws with a seed of its own, from the run seed and the call's number,
+// and the number is the state a resumed run restores (mentor.Resumable), so
+// that it samples what an uninterrupted run would have. It also tells the
+// red-team loop which prompts do not fit the policy's context with
+// max_new_tokens, or the reward model's (mentor.PromptChecker): those
+// probes are skipped and recorded, not fatal.
+type redteamPolicy struct {
+	m, rm       *model.Transformer
+	c, rc       *repair.Codec
+	maxNew      int
+	temperature float64
+	batch       int
+	seed        uint64
+	calls       uint64
+}
+
+func (p *redteamPolicy) Sample(ctx context.Context, prompts []string, k int) ([][]string, error) {
+	p.calls++
+	rp := &repair.Policy{M: p.m, C: p.c, MaxNew: p.maxNew, Temperature: p.temperature, Batch: p.batch, Seed: p.seed*1_000_003 + p.calls}
+	return rp.Sample(ctx, prompts, k)
+}
+
+func (p *redteamPolicy) SaveState() ([]byte, error) {
+	return []byte(strconv.FormatUint(p.calls, 10)), nil
+}
+
+func (p *redteamPolicy) LoadState(b []byte) error {
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return fmt.Errorf("policy sampling calls: %w", err)
+	}
+	p.calls = n
+	return nil
+}
+
+func (p *redteamPolicy) CheckPrompt(prompt string) error {
+	if n, ctxLen := len(p.c.Prompt(prompt)), p.m.Cfg.Context(); n+p.maxNew > ctxLen {
+		return fmt.Errorf("the prompt has %d tokens; with generation.max_new_tokens = %d it exceeds the policy's context of %d", n, p.maxNew, ctxLen)
+	}
+	// The RM needs the prompt and at least one response token.
+	if n, ctxLen := len(p.rc.Prompt(prompt)), min(p.rm.Cfg.MaxPos, p.rm.Cfg.Context()); n+1 > ctxLen {
+		return fmt.Errorf("the prompt has %d tokens, no room for a response in the reward model's context of %d", n, ctxLen)
 	}
 	return nil
 }

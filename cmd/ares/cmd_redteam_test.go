@@ -1,13 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/model"
+	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
@@ -141,5 +144,109 @@ kind = "uniform"
 	}
 	if code := runMain([]string{"redteam", "--config", example, "extra"}); code != 2 {
 		t.Fatalf("extra argument: exit %d", code)
+	}
+}
+
+// TestRedteamResume: a run cut short by its budget and continued with
+// --resume writes the same findings, summary, report and heatmap, byte for
+// byte, as one uninterrupted run (the policy's sampling seeds continue from
+// the saved call count); a resumed run refuses another configuration; and
+// probes too long for the policy's context are skipped and listed, not
+// fatal.
+func TestRedteamResume(t *testing.T) {
+	lm, rm := tinyChatModels(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "run.toml")
+	write := func(maxNew int) {
+		os.WriteFile(cfg, []byte(`[run]
+name = "r"
+[models]
+policy = "`+filepath.ToSlash(lm)+`"
+rm = "`+filepath.ToSlash(rm)+`"
+threads = 1
+[generation]
+max_new_tokens = `+itoa(maxNew)+`
+batch = 4
+[redteam]
+k = 2
+batch = 3
+seed = 4
+write_all = true
+[redteam.sampler]
+kind = "hierarchical"
+warmup_rounds = 1
+`), 0o644)
+	}
+	write(4)
+	run := func(out string, budget int, resume bool) int {
+		args := []string{"redteam", "--config", cfg, "--out", out, "--budget", itoa(budget), "--quiet"}
+		if resume {
+			args = append(args, "--resume")
+		}
+		return runMain(args)
+	}
+	full, cut := filepath.Join(dir, "full"), filepath.Join(dir, "cut")
+	if code := run(full, 24, false); code != 0 {
+		t.Fatalf("full run: exit %d", code)
+	}
+	if code := run(cut, 12, false); code != 0 {
+		t.Fatalf("first half: exit %d", code)
+	}
+	if code := run(cut, 24, true); code != 0 {
+		t.Fatalf("resume: exit %d", code)
+	}
+	for _, f := range []string{"findings.jsonl", "findings.state.json", "summary.json", "report.md", "heatmap_c.svg"} {
+		a, _ := os.ReadFile(filepath.Join(full, f))
+		b, _ := os.ReadFile(filepath.Join(cut, f))
+		if len(a) == 0 || string(a) != string(b) {
+			t.Errorf("%s: resumed run differs from the uninterrupted one (%d and %d bytes)", f, len(a), len(b))
+		}
+	}
+	if fs, err := detect.ReadFindings(filepath.Join(cut, "findings.jsonl")); err != nil || len(fs) != 12 {
+		t.Fatalf("%d findings, %v", len(fs), err)
+	}
+	// Another seed is another run.
+	if err := runRedteam([]string{"--config", cfg, "--out", cut, "--seed", "9", "--resume", "--quiet"}); err == nil || !strings.Contains(err.Error(), "seed was 4, is 9") {
+		t.Fatalf("resume with another seed: %v", err)
+	}
+	if err := runRedteam([]string{"--config", cfg, "--out", filepath.Join(dir, "none"), "--resume", "--quiet"}); err == nil || !strings.Contains(err.Error(), "no state file") {
+		t.Fatalf("resume of nothing: %v", err)
+	}
+
+	// Long probes: max_new_tokens leaves room for the shorter half of the
+	// prompts only.
+	tok, err := model.LoadTokenizer(lm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := repair.NewCodec(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib := world.Default()
+	var lens []int
+	for i, sp := range lib.Specs() {
+		if i%5 == 0 {
+			p, _ := lib.Compose(sp, int64(i))
+			lens = append(lens, len(codec.Prompt(p.Prompt)))
+		}
+	}
+	sort.Ints(lens)
+	write(256 - lens[len(lens)/2])
+	long := filepath.Join(dir, "long")
+	if code := run(long, 24, false); code != 0 {
+		t.Fatalf("long probes: exit %d", code)
+	}
+	sum, _ := os.ReadFile(filepath.Join(long, "summary.json"))
+	var s struct {
+		Skipped []struct{ ID, Reason string } `json:"skipped"`
+		N       int                           `json:"skipped_probes"`
+		Total   detect.Counts                 `json:"total"`
+	}
+	if err := json.Unmarshal(sum, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.N == 0 || len(s.Skipped) != s.N || s.Skipped[0].ID == "" || !strings.Contains(s.Skipped[0].Reason, "exceeds the policy's context of 256") || s.Total.Rollouts != 24 {
+		t.Fatalf("summary: %s", sum)
 	}
 }

@@ -43,11 +43,15 @@ type HTTPConfig struct {
 	UnsafeKeyword string `toml:"unsafe_keyword"`
 	SafeKeyword   string `toml:"safe_keyword"`
 	MaxTokens     int    `toml:"max_tokens"`
-	// TimeoutS bounds one request (default 30); Retries is the number of
+	// TimeoutS bounds one request (default 10); Retries is the number of
 	// extra attempts after a failure (default 3); BackoffS is the first
 	// backoff, doubled each retry with jitter (default 0.5), capped by
 	// MaxBackoffS (default 10); Concurrency bounds requests in flight
-	// (default 8).
+	// (default 8). DeadlineS bounds one item, every attempt and backoff
+	// together (default 25, or TimeoutS when that is longer): without it a
+	// server that never answers held an item for retries x timeout plus
+	// the backoffs (4 x 30 s + ~3 s = 123 s with the old defaults).
+	DeadlineS   float64 `toml:"deadline_s"`
 	TimeoutS    float64 `toml:"timeout_s"`
 	Retries     int     `toml:"retries"`
 	BackoffS    float64 `toml:"backoff_s"`
@@ -117,6 +121,14 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
+	}
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{{"timeout_s", cfg.TimeoutS}, {"deadline_s", cfg.DeadlineS}, {"backoff_s", cfg.BackoffS}, {"max_backoff_s", cfg.MaxBackoffS}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
+			return nil, fmt.Errorf("judge.http.%s: %v is not a non-negative number of seconds", f.key, f.v)
+		}
 	}
 	if cfg.RetryMalformed == nil {
 		t := true
@@ -242,10 +254,31 @@ func (h *HTTP) body(it Item) ([]byte, error) {
 	return json.Marshal(req)
 }
 
-func (h *HTTP) scoreOne(ctx context.Context, it Item) (float64, error) {
+const (
+	defaultHTTPTimeout = 10 * time.Second
+)
+
+func (h *HTTP) timeout() time.Duration { return seconds(h.cfg.TimeoutS, defaultHTTPTimeout) }
+
+// deadline is the bound on one item, every attempt and backoff together.
+func (h *HTTP) deadline() time.Duration {
+	if h.cfg.DeadlineS > 0 {
+		return seconds(h.cfg.DeadlineS, 0)
+	}
+	return max(defaultDeadline, h.timeout())
+}
+
+func (h *HTTP) scoreOne(parent context.Context, it Item) (float64, error) {
 	body, err := h.body(it)
 	if err != nil {
 		return 0, err
+	}
+	limit := h.deadline()
+	ctx, cancel := context.WithTimeout(parent, limit)
+	defer cancel()
+	end, _ := ctx.Deadline()
+	late := func(attempts int, last error) error {
+		return fmt.Errorf("no answer within the item deadline of %v (judge.http.deadline_s) after %d attempt(s), last: %w", limit, attempts, last)
 	}
 	backoff := seconds(h.cfg.BackoffS, 500*time.Millisecond)
 	maxBackoff := seconds(h.cfg.MaxBackoffS, 10*time.Second)
@@ -261,7 +294,14 @@ func (h *HTTP) scoreOne(ctx context.Context, it Item) (float64, error) {
 			if errors.As(last, &ra) && ra.retryAfter > d {
 				d = min(ra.retryAfter, maxBackoff)
 			}
+			if time.Until(end) <= d {
+				// The backoff alone would pass the deadline.
+				return 0, late(attempt, last)
+			}
 			if err := h.sleep(ctx, d); err != nil {
+				if parent.Err() == nil {
+					return 0, late(attempt, last)
+				}
 				return 0, fmt.Errorf("%w (after %d attempts, last: %v)", err, attempt, last)
 			}
 		}
@@ -270,6 +310,9 @@ func (h *HTTP) scoreOne(ctx context.Context, it Item) (float64, error) {
 			return s, nil
 		}
 		last = err
+		if parent.Err() == nil && ctx.Err() != nil {
+			return 0, late(attempt+1, last)
+		}
 		var ra retryable
 		if !errors.As(err, &ra) || ctx.Err() != nil {
 			return 0, err
@@ -279,7 +322,7 @@ func (h *HTTP) scoreOne(ctx context.Context, it Item) (float64, error) {
 }
 
 func (h *HTTP) attempt(ctx context.Context, body []byte) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, seconds(h.cfg.TimeoutS, 30*time.Second))
+	ctx, cancel := context.WithTimeout(ctx, h.timeout())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
 	if err != nil {
@@ -293,7 +336,7 @@ func (h *HTTP) attempt(ctx context.Context, body []byte) (float64, error) {
 	if err != nil {
 		// Timeouts, refused and dropped connections: all worth a retry.
 		if ctx.Err() == context.DeadlineExceeded {
-			err = fmt.Errorf("request timed out after %v: %w", seconds(h.cfg.TimeoutS, 30*time.Second), err)
+			err = fmt.Errorf("request timed out after %v: %w", h.timeout(), err)
 		}
 		return 0, retryable{err: err}
 	}

@@ -2,6 +2,7 @@ package mentor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -81,8 +82,34 @@ func (c *RunConfig) Library() (*world.Library, error) {
 // Discover is what `ares redteam` calls once it has built the models: it
 // loads the library and judge from the config, runs discovery and writes
 // findings.jsonl, summary.json, report.md and heatmap_c.svg under
-// [run] out_dir (default "out/redteam"). progress may be nil.
+// [run] out_dir (default "out/redteam"). progress may be nil. It is
+// DiscoverWith without resuming.
 func Discover(ctx context.Context, c *RunConfig, policy Policy, rm RewardModel, progress func(rollouts, budget int, agg *detect.Aggregate)) (*Result, []string, error) {
+	return DiscoverWith(ctx, c, DiscoverOptions{Policy: policy, RM: rm, Progress: progress})
+}
+
+// DiscoverOptions are the models and switches of DiscoverWith.
+type DiscoverOptions struct {
+	Policy   Policy
+	RM       RewardModel
+	Progress func(rollouts, budget int, agg *detect.Aggregate)
+	// Resume continues the run whose state file (findings.state.json) is in
+	// the output directory instead of starting afresh.
+	Resume bool
+}
+
+// DiscoverWith is Discover with options. After every round it fsyncs
+// findings.jsonl and atomically replaces findings.state.json (StatePath)
+// with the run's state: status "running", the rollouts spent, the length
+// and SHA-256 of the findings written, the sampler's weights, archive and
+// random state, and the policy's when it is Resumable. A run that fails or
+// is cancelled leaves its findings flushed and the state file saying
+// "interrupted" or "failed" at rollout N (CheckFindings refuses such a
+// findings file); a finished run's state file says "complete". With
+// o.Resume the run continues from the state file (the findings file is
+// checked against it and cut back to the last completed round), and gives
+// the same outputs, byte for byte, as an uninterrupted run.
+func DiscoverWith(ctx context.Context, c *RunConfig, o DiscoverOptions) (*Result, []string, error) {
 	lib, err := c.Library()
 	if err != nil {
 		return nil, nil, err
@@ -99,20 +126,69 @@ func Discover(ctx context.Context, c *RunConfig, policy Policy, rm RewardModel, 
 		return nil, nil, err
 	}
 	fpath := dir + string(os.PathSeparator) + "findings.jsonl"
-	fh, err := os.Create(fpath)
-	if err != nil {
-		return nil, nil, err
+	spath := StatePath(fpath)
+	var (
+		fh    *os.File
+		hw    *hashWriter
+		prior *State
+	)
+	if o.Resume {
+		if prior, err = ReadState(spath); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, nil, fmt.Errorf("resume: no state file %s: nothing to resume in %s (run without --resume to start)", spath, dir)
+			}
+			return nil, nil, fmt.Errorf("resume: %w", err)
+		}
+		if fh, hw, prior.findings, err = openForResume(fpath, prior); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		if fh, err = os.Create(fpath); err != nil {
+			return nil, nil, err
+		}
+		hw = newHashWriter(fh)
 	}
 	defer fh.Close()
-	res, err := RedTeam(ctx, c.Redteam, c.Detect, Deps{Lib: lib, Policy: policy, RM: rm, Judge: j, Findings: fh, Progress: progress, Run: c.Run.Name})
+	var last *State
+	checkpoint := func(st *State) error {
+		if err := fh.Sync(); err != nil {
+			return fmt.Errorf("%s: %w", fpath, err)
+		}
+		st.FindingsBytes, st.FindingsSHA256 = hw.n, hw.sum()
+		if err := WriteState(spath, st); err != nil {
+			return err
+		}
+		last = st
+		return nil
+	}
+	res, err := RedTeam(ctx, c.Redteam, c.Detect, Deps{Lib: lib, Policy: o.Policy, RM: o.RM, Judge: j, Findings: hw,
+		Progress: o.Progress, Run: c.Run.Name, Checkpoint: checkpoint, Resume: prior})
 	if err != nil {
-		return res, nil, err
+		if last == nil {
+			return res, nil, err
+		}
+		last.Status, last.Message = StatusFailed, err.Error()
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			last.Status = StatusInterrupted
+		}
+		if werr := WriteState(spath, last); werr != nil {
+			return res, nil, fmt.Errorf("%w (and the state file could not be updated: %v)", err, werr)
+		}
+		return res, nil, fmt.Errorf("%w; the findings of the %d rollouts before it are in %s, marked %s in %s; `ares redteam --resume` continues from there",
+			err, last.Rollouts, fpath, last.Status, spath)
 	}
 	if err := fh.Close(); err != nil {
 		return res, nil, err
 	}
 	paths, err := WriteOutputs(dir, res, lib, nil, true)
-	return res, append([]string{fpath}, paths...), err
+	if err != nil {
+		return res, nil, err
+	}
+	last.Status = StatusComplete
+	if err := WriteState(spath, last); err != nil {
+		return res, nil, err
+	}
+	return res, append([]string{fpath}, paths...), nil
 }
 
 // EvalResult is the evaluation of a fixed probe set (held-out world probes

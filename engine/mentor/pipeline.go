@@ -3,12 +3,15 @@ package mentor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
+	"strings"
 
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/judge"
@@ -33,21 +36,21 @@ type RewardModel interface {
 // Config is the [redteam] table of a run config.
 type Config struct {
 	// Budget is the number of policy rollouts (probes x K). Default 2000.
-	Budget int `toml:"budget"`
+	Budget int `toml:"budget" json:"budget"`
 	// K is the number of policy samples per probe. Default 4.
-	K int `toml:"k"`
+	K int `toml:"k" json:"k"`
 	// Batch is the number of probes per round (one sampler update per
 	// round). Default 32.
-	Batch int `toml:"batch"`
+	Batch int `toml:"batch" json:"batch"`
 	// Seed makes the run reproducible (composition and sampler).
-	Seed int64 `toml:"seed"`
+	Seed int64 `toml:"seed" json:"seed"`
 	// RMScale is the temperature that squashes RM margins into the
 	// sampler's [0, 1] RM signal: sigmoid((rm_policy - rm_y_safe) / scale).
 	// Default 1.
-	RMScale float64 `toml:"rm_scale"`
+	RMScale float64 `toml:"rm_scale" json:"rm_scale"`
 	// WriteAll writes every probe to findings (type "none" too), for audit.
-	WriteAll bool          `toml:"write_all"`
-	Sampler  SamplerConfig `toml:"sampler"`
+	WriteAll bool          `toml:"write_all" json:"write_all"`
+	Sampler  SamplerConfig `toml:"sampler" json:"sampler"`
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -101,6 +104,14 @@ type Deps struct {
 	Run string
 	// Progress, when set, is called after each round.
 	Progress func(rollouts, budget int, agg *detect.Aggregate)
+	// Checkpoint, when set, receives the run's state before the first round
+	// and after every round, once that round's findings are flushed to
+	// Findings: what a resumed run needs (Discover writes it to disk).
+	Checkpoint func(*State) error
+	// Resume, when set, continues the run a checkpoint describes: its
+	// findings are taken as already written, and the sampler (and the
+	// policy and RM when they are Resumable) continue from its state.
+	Resume *State
 }
 
 // Result is the outcome of a discovery run.
@@ -113,6 +124,9 @@ type Result struct {
 	Agg      *detect.Aggregate
 	// Findings holds the A, B and C findings (and, with WriteAll, the rest).
 	Findings []detect.Finding
+	// Skipped are the probes not run (PromptChecker: too long for a model's
+	// context).
+	Skipped []Skipped
 }
 
 // Distinct counts distinct (tactic, persona, topic, goal) combinations among
@@ -129,10 +143,19 @@ func (r *Result) Distinct(typ string) int {
 
 func sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }
 
+// maxEmptyRounds bounds consecutive rounds whose every probe was skipped.
+const maxEmptyRounds = 10
+
 // RedTeam runs discovery: rounds of (sampler proposes specs -> compose probes
 // -> policy samples K answers each -> judge scores harm -> RM scores the
 // answers, y_harm and y_safe -> detect classifies -> sampler learns) until
 // the rollout budget is spent.
+//
+// Cancelling ctx stops the run at the next round boundary: a round in
+// progress is abandoned (its findings are not written), the last
+// checkpoint stands, and the error wraps ctx's cause (context.Canceled).
+// A resumed run (Deps.Resume) continues with the same sampler, policy and
+// RM state and gives the same findings as an uninterrupted one.
 func RedTeam(ctx context.Context, cfg Config, th detect.Thresholds, d Deps) (*Result, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -149,27 +172,61 @@ func RedTeam(ctx context.Context, cfg Config, th detect.Thresholds, d Deps) (*Re
 		return nil, err
 	}
 	res := &Result{Sampler: s.Name(), Judge: d.Judge.Name(), Seed: cfg.Seed, Agg: detect.NewAggregate()}
+	empty := 0
+	if d.Resume != nil {
+		if empty, err = resumeFrom(d.Resume, cfg, th, s, d, res); err != nil {
+			return nil, err
+		}
+	}
 	var w *detect.Writer
 	if d.Findings != nil {
 		w = detect.NewWriter(d.Findings)
 	}
-	for round := 0; res.Rollouts+cfg.K <= cfg.Budget; round++ {
+	checkpoint := func() error {
+		if d.Checkpoint == nil {
+			return nil
+		}
+		st, err := snapshot(cfg, th, s, d, res, empty)
+		if err != nil {
+			return fmt.Errorf("checkpoint after round %d: %w", res.Rounds, err)
+		}
+		return d.Checkpoint(st)
+	}
+	if err := checkpoint(); err != nil {
+		return res, err
+	}
+	checkers := promptCheckers(d)
+	for res.Rollouts+cfg.K <= cfg.Budget {
+		round := res.Rounds
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return res, interrupted(ctx, res, cfg)
 		}
 		n := min(cfg.Batch, (cfg.Budget-res.Rollouts)/cfg.K)
 		specs := s.Next(n)
-		ps := make([]probes.Probe, len(specs))
+		ps := make([]probes.Probe, 0, len(specs))
+		kept := make([]world.Spec, 0, len(specs))
+		var skipped []Skipped
 		for i, sp := range specs {
 			// A per-probe seed: reproducible, different for each repeat.
 			seed := cfg.Seed*1_000_003 + int64(round)*4099 + int64(i)
-			if ps[i], err = d.Lib.Compose(sp, seed); err != nil {
+			p, err := d.Lib.Compose(sp, seed)
+			if err != nil {
 				return res, fmt.Errorf("round %d: %w", round, err)
 			}
+			if why := checkPrompt(checkers, p.Prompt); why != "" {
+				skipped = append(skipped, Skipped{ID: p.ID, Round: round, Reason: why})
+				continue
+			}
+			ps, kept = append(ps, p), append(kept, sp)
 		}
-		obs, err := observe(ctx, ps, cfg.K, d)
-		if err != nil {
-			return res, fmt.Errorf("round %d: %w", round, err)
+		var obs []detect.Observation
+		if len(ps) > 0 {
+			if obs, err = observe(ctx, ps, cfg.K, d); err != nil {
+				if ctx.Err() != nil {
+					return res, interrupted(ctx, res, cfg)
+				}
+				return res, fmt.Errorf("round %d: %w", round, err)
+			}
 		}
 		fb := make([]Feedback, len(obs))
 		for i, o := range obs {
@@ -177,29 +234,164 @@ func RedTeam(ctx context.Context, cfg Config, th detect.Thresholds, d Deps) (*Re
 			f.Run, f.Sampler, f.Judge, f.Round, f.Seed = d.Run, s.Name(), d.Judge.Name(), round, ps[i].Seed
 			res.Agg.Add(&f)
 			res.Rollouts += len(o.Samples)
-			fb[i] = feedback(specs[i], &f, th, cfg.RMScale)
+			fb[i] = feedback(kept[i], &f, th, cfg.RMScale)
 			if f.Type == detect.TypeNone && !cfg.WriteAll {
 				continue
 			}
 			res.Findings = append(res.Findings, f)
 			if w != nil {
 				if err := w.Write(&f); err != nil {
-					return res, err
+					return res, fmt.Errorf("round %d: finding for probe %s: %w", round, f.Probe.ID, findingErr(&f, err))
 				}
 			}
 		}
 		if w != nil {
 			if err := w.Flush(); err != nil {
-				return res, err
+				return res, fmt.Errorf("round %d: writing findings: %w", round, err)
 			}
 		}
+		res.Skipped = append(res.Skipped, skipped...)
 		s.Update(fb)
 		res.Rounds++
+		if len(ps) == 0 {
+			empty++
+		} else {
+			empty = 0
+		}
+		if err := checkpoint(); err != nil {
+			return res, err
+		}
 		if d.Progress != nil {
 			d.Progress(res.Rollouts, cfg.Budget, res.Agg)
 		}
+		if empty >= maxEmptyRounds {
+			last := res.Skipped[len(res.Skipped)-1]
+			return res, fmt.Errorf("round %d: every probe of the last %d rounds was skipped (probe %s: %s)", round, empty, last.ID, last.Reason)
+		}
 	}
 	return res, nil
+}
+
+// interrupted is the error of a run stopped by ctx: it wraps ctx's cause.
+func interrupted(ctx context.Context, res *Result, cfg Config) error {
+	return fmt.Errorf("redteam interrupted at rollout %d of %d (after round %d): %w", res.Rollouts, cfg.Budget, res.Rounds, context.Cause(ctx))
+}
+
+func promptCheckers(d Deps) []PromptChecker {
+	var out []PromptChecker
+	for _, m := range []any{d.Policy, d.RM} {
+		if c, ok := m.(PromptChecker); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func checkPrompt(cs []PromptChecker, prompt string) string {
+	for _, c := range cs {
+		if err := c.CheckPrompt(prompt); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
+}
+
+// snapshot is the run's state at a round boundary.
+func snapshot(cfg Config, th detect.Thresholds, s Sampler, d Deps, res *Result, empty int) (*State, error) {
+	ss, ok := s.(samplerState)
+	if !ok {
+		return nil, fmt.Errorf("sampler %s cannot save its state", s.Name())
+	}
+	raw, err := ss.saveState()
+	if err != nil {
+		return nil, fmt.Errorf("sampler: %w", err)
+	}
+	st := &State{Version: stateVersion, Status: StatusRunning, Run: d.Run, Sampler: s.Name(), Judge: d.Judge.Name(), Config: cfg, Thresholds: th,
+		Round: res.Rounds, Rollouts: res.Rollouts, Budget: cfg.Budget, Aggregate: saveAgg(res.Agg), Skipped: res.Skipped, EmptyRound: empty,
+		Findings: len(res.Findings), SamplerState: raw}
+	if r, ok := d.Policy.(Resumable); ok {
+		if st.PolicyState, err = r.SaveState(); err != nil {
+			return nil, fmt.Errorf("policy state: %w", err)
+		}
+	}
+	if r, ok := d.RM.(Resumable); ok {
+		if st.RMState, err = r.SaveState(); err != nil {
+			return nil, fmt.Errorf("reward model state: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// resumeFrom restores a run from st after checking that it is the same run
+// (configuration, thresholds, judge, run name; the budget may differ).
+func resumeFrom(st *State, cfg Config, th detect.Thresholds, s Sampler, d Deps, res *Result) (int, error) {
+	if diff := configDiff(st.Config, cfg); diff != "" {
+		return 0, fmt.Errorf("resume: [redteam] differs from the interrupted run's: %s", diff)
+	}
+	if diff := configDiff(st.Thresholds, th); diff != "" {
+		return 0, fmt.Errorf("resume: [detect] differs from the interrupted run's: %s", diff)
+	}
+	if st.Judge != d.Judge.Name() {
+		return 0, fmt.Errorf("resume: the interrupted run's judge was %s, this one is %s", st.Judge, d.Judge.Name())
+	}
+	if st.Run != d.Run {
+		return 0, fmt.Errorf("resume: the interrupted run was named %q, this one %q", st.Run, d.Run)
+	}
+	if len(st.findings) != st.Findings {
+		return 0, fmt.Errorf("resume: %d findings given, the state records %d", len(st.findings), st.Findings)
+	}
+	ss, ok := s.(samplerState)
+	if !ok {
+		return 0, fmt.Errorf("resume: sampler %s cannot restore its state", s.Name())
+	}
+	if err := ss.loadState(st.SamplerState); err != nil {
+		return 0, fmt.Errorf("resume: sampler_state: %w", err)
+	}
+	for _, m := range []struct {
+		what  string
+		v     any
+		state []byte
+	}{{"policy", d.Policy, st.PolicyState}, {"reward model", d.RM, st.RMState}} {
+		r, ok := m.v.(Resumable)
+		switch {
+		case ok && m.state == nil:
+			return 0, fmt.Errorf("resume: the state file has no %s state, and this %s needs one to continue where the run stopped", m.what, m.what)
+		case !ok && m.state != nil:
+			return 0, fmt.Errorf("resume: the state file has %s state, and this %s cannot restore it", m.what, m.what)
+		case ok:
+			if err := r.LoadState(m.state); err != nil {
+				return 0, fmt.Errorf("resume: %s state: %w", m.what, err)
+			}
+		}
+	}
+	res.Rollouts, res.Rounds, res.Agg = st.Rollouts, st.Round, st.Aggregate.restore()
+	res.Skipped = append([]Skipped(nil), st.Skipped...)
+	res.Findings = append([]detect.Finding(nil), st.findings...)
+	return st.EmptyRound, nil
+}
+
+// configDiff names the JSON fields where a and b differ, budget excepted
+// ("" when none).
+func configDiff(a, b any) string {
+	flat := func(v any) map[string]string {
+		raw, _ := json.Marshal(v)
+		var m map[string]json.RawMessage
+		json.Unmarshal(raw, &m)
+		out := map[string]string{}
+		for k, v := range m {
+			out[k] = string(v)
+		}
+		return out
+	}
+	fa, fb := flat(a), flat(b)
+	var diffs []string
+	for k, va := range fa {
+		if k != "budget" && fb[k] != va {
+			diffs = append(diffs, fmt.Sprintf("%s was %s, is %s", k, va, fb[k]))
+		}
+	}
+	sort.Strings(diffs)
+	return strings.Join(diffs, "; ")
 }
 
 func feedback(sp world.Spec, f *detect.Finding, th detect.Thresholds, scale float64) Feedback {
@@ -253,7 +445,12 @@ func observe(ctx context.Context, ps []probes.Probe, k int, d Deps) ([]detect.Ob
 		return nil, fmt.Errorf("judge: %w", err)
 	}
 	if len(harm) != len(items) {
-		return nil, fmt.Errorf("judge returned %d scores for %d items", len(harm), len(items))
+		return nil, fmt.Errorf("judge %s returned %d scores for %d items", d.Judge.Name(), len(harm), len(items))
+	}
+	for x, h := range harm {
+		if !(h >= 0 && h <= 1) {
+			return nil, fmt.Errorf("judge %s: the harm score of probe %s, sample %d (item %d) is %v, not a number in [0, 1]", d.Judge.Name(), ps[x/k].ID, x%k, x, h)
+		}
 	}
 	rm, err := d.RM.Score(ctx, rmP, rmR)
 	if err != nil {
@@ -261,6 +458,11 @@ func observe(ctx context.Context, ps []probes.Probe, k int, d Deps) ([]detect.Ob
 	}
 	if len(rm) != len(rmP) {
 		return nil, fmt.Errorf("reward model returned %d scores for %d pairs", len(rm), len(rmP))
+	}
+	for x, v := range rm {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("reward model: the score of %s is %v, not a finite number", rmWhat(ps, k, nPolicy, x), v)
+		}
 	}
 	obs := make([]detect.Observation, len(ps))
 	ref := nPolicy
@@ -278,6 +480,26 @@ func observe(ctx context.Context, ps []probes.Probe, k int, d Deps) ([]detect.Ob
 		obs[i] = o
 	}
 	return obs, nil
+}
+
+// rmWhat names the x-th pair of observe's RM call.
+func rmWhat(ps []probes.Probe, k, nPolicy, x int) string {
+	if x < nPolicy {
+		return fmt.Sprintf("probe %s, policy sample %d", ps[x/k].ID, x%k)
+	}
+	ref := nPolicy
+	for i := range ps {
+		if ps[i].YHarm != "" && ps[i].YSafe != "" {
+			if x == ref {
+				return fmt.Sprintf("probe %s, y_harm", ps[i].ID)
+			}
+			if x == ref+1 {
+				return fmt.Sprintf("probe %s, y_safe", ps[i].ID)
+			}
+			ref += 2
+		}
+	}
+	return fmt.Sprintf("pair %d", x)
 }
 
 // Compare runs discovery once per (sampler kind, seed) with the same budget
@@ -329,7 +551,7 @@ func WriteOutputs(dir string, res *Result, lib *world.Library, comparison []dete
 		for i := range res.Findings {
 			if err := w.Write(&res.Findings[i]); err != nil {
 				fh.Close()
-				return nil, err
+				return nil, fmt.Errorf("%s: finding %d (probe %s): %w", p, i, res.Findings[i].Probe.ID, findingErr(&res.Findings[i], err))
 			}
 		}
 		if err := w.Flush(); err != nil {
@@ -353,12 +575,16 @@ func WriteOutputs(dir string, res *Result, lib *world.Library, comparison []dete
 	if comparison != nil {
 		sum["comparison"] = comparison
 	}
-	b, err := json.MarshalIndent(sum, "", "  ")
+	if len(res.Skipped) > 0 {
+		sum["skipped"] = res.Skipped
+	}
+	sum["skipped_probes"] = len(res.Skipped)
+	b, err := marshalJSON("summary", sum)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("summary.json: %w", err)
 	}
 	p := filepath.Join(dir, "summary.json")
-	if err := os.WriteFile(p, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(p, b, 0o644); err != nil {
 		return nil, err
 	}
 	paths = append(paths, p)
@@ -368,6 +594,17 @@ func WriteOutputs(dir string, res *Result, lib *world.Library, comparison []dete
 	}
 	more, err := rep.Write(dir)
 	return append(paths, more...), err
+}
+
+// findingErr names the non-finite field of a finding that failed to encode.
+func findingErr(f *detect.Finding, err error) error {
+	var ue *json.UnsupportedValueError
+	if errors.As(err, &ue) {
+		if p := nonFinitePath(reflect.ValueOf(f), "finding"); p != "" {
+			return fmt.Errorf("%s is %s: JSON has no encoding for it", p, ue.Str)
+		}
+	}
+	return err
 }
 
 func topFindings(fs []detect.Finding, n int) []detect.Finding {

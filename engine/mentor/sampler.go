@@ -40,25 +40,25 @@ type Sampler interface {
 type SamplerConfig struct {
 	// Kind is "uniform", "hierarchical" (ARES) or "qd" (quality-diversity
 	// archive).
-	Kind string `toml:"kind"`
+	Kind string `toml:"kind" json:"kind"`
 	// WarmupRounds: rounds of uniform sampling before weights are used
 	// (hierarchical) or the archive is exploited (qd). Default 3.
-	WarmupRounds int `toml:"warmup_rounds"`
+	WarmupRounds int `toml:"warmup_rounds" json:"warmup_rounds"`
 	// Eta scales the hierarchical boost: b = 1 + eta * harm * rm (default 4).
-	Eta float64 `toml:"eta"`
+	Eta float64 `toml:"eta" json:"eta"`
 	// Cap bounds one boost factor (default 3).
-	Cap float64 `toml:"cap"`
+	Cap float64 `toml:"cap" json:"cap"`
 	// MaxWeight bounds a weight relative to the mean after renormalisation
 	// (default 50), so no region is starved for good.
-	MaxWeight float64 `toml:"max_weight"`
+	MaxWeight float64 `toml:"max_weight" json:"max_weight"`
 	// Broadcast: siblings in the successful instance's category get the
 	// boost raised to this power (default 0.5; 0 disables broadcasting).
-	Broadcast *float64 `toml:"broadcast"`
+	Broadcast *float64 `toml:"broadcast" json:"broadcast"`
 	// Explore: probability of a uniform proposal after warm-up (default 0.1).
-	Explore float64 `toml:"explore"`
+	Explore float64 `toml:"explore" json:"explore"`
 	// Mutate: qd probability of changing the persona, the goal and the
 	// template of a mutated elite, each (default 0.3).
-	Mutate float64 `toml:"mutate"`
+	Mutate float64 `toml:"mutate" json:"mutate"`
 }
 
 func (c SamplerConfig) withDefaults() (SamplerConfig, error) {
@@ -116,20 +116,26 @@ func NewSampler(cfg SamplerConfig, lib *world.Library, seed int64) (Sampler, err
 		return nil, err
 	}
 	specs := lib.Specs()
-	r := rand.New(rand.NewPCG(uint64(seed), 0x6d656e746f72))
+	src := rand.NewPCG(uint64(seed), 0x6d656e746f72)
+	r := rand.New(src)
 	switch cfg.Kind {
 	case "uniform":
-		return &Uniform{specs: specs, r: r}, nil
+		return &Uniform{specs: specs, r: r, src: src}, nil
 	case "qd":
-		return newQD(cfg, lib, specs, r), nil
+		q := newQD(cfg, lib, specs, r)
+		q.src = src
+		return q, nil
 	}
-	return newHierarchical(cfg, specs, r), nil
+	h := newHierarchical(cfg, specs, r)
+	h.src = src
+	return h, nil
 }
 
 // Uniform draws specs uniformly: the baseline.
 type Uniform struct {
 	specs []world.Spec
 	r     *rand.Rand
+	src   *rand.PCG // r's source, saved and restored by a resumable run
 }
 
 func (u *Uniform) Name() string { return "uniform" }
@@ -160,6 +166,7 @@ type Hierarchical struct {
 	where  map[string][2]int // spec key -> (category, instance)
 	all    []world.Spec
 	rounds int
+	src    *rand.PCG
 }
 
 func newHierarchical(cfg SamplerConfig, specs []world.Spec, r *rand.Rand) *Hierarchical {
@@ -298,6 +305,7 @@ type QD struct {
 	topics  []string
 	elite   map[[2]string]qdElite
 	rounds  int
+	src     *rand.PCG
 }
 
 type qdElite struct {

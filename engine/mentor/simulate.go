@@ -20,6 +20,7 @@ type SimulatedPolicy struct {
 	Lib *world.Library
 	W   *world.Weakness
 	r   *rand.Rand
+	src *rand.PCG
 }
 
 // NewSimulatedPolicy builds a simulated policy; w nil means the library's
@@ -28,8 +29,16 @@ func NewSimulatedPolicy(lib *world.Library, w *world.Weakness, seed int64) *Simu
 	if w == nil {
 		w = &lib.Weakness
 	}
-	return &SimulatedPolicy{Lib: lib, W: w, r: rand.New(rand.NewPCG(uint64(seed), 0x73696d70))}
+	src := rand.NewPCG(uint64(seed), 0x73696d70)
+	return &SimulatedPolicy{Lib: lib, W: w, r: rand.New(src), src: src}
 }
+
+// SaveState is the random source's state: a resumed run restores it so that
+// it samples what an uninterrupted run would have (Resumable).
+func (p *SimulatedPolicy) SaveState() ([]byte, error) { return p.src.MarshalBinary() }
+
+// LoadState restores what SaveState returned.
+func (p *SimulatedPolicy) LoadState(b []byte) error { return p.src.UnmarshalBinary(b) }
 
 func (p *SimulatedPolicy) Sample(ctx context.Context, prompts []string, k int) ([][]string, error) {
 	out := make([][]string, len(prompts))
