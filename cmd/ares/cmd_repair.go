@@ -10,6 +10,7 @@ import (
 	"github.com/ares-rlhf/ares/checkpoints"
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/dist"
+	"github.com/ares-rlhf/ares/engine/mentor"
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/pipeline"
 	"github.com/ares-rlhf/ares/engine/repair"
@@ -379,6 +380,11 @@ func runRepair(args []string) error {
 	}
 	if cfg.Data.Findings == "" {
 		return fmt.Errorf("%s: data.findings is required (the findings JSONL of ares redteam)", f.config)
+	}
+	// A red-team run that stopped part-way (its state file says so) is not
+	// repaired from as if it were complete.
+	if err := mentor.CheckFindings(cfg.Data.Findings); err != nil {
+		return err
 	}
 	findings, err := detect.ReadFindings(cfg.Data.Findings)
 	if err != nil {
