@@ -191,37 +191,33 @@ func DiscoverWith(ctx context.Context, c *RunConfig, o DiscoverOptions) (*Result
 	return res, append([]string{fpath}, paths...), nil
 }
 
-// EvalResult is the evaluation of a fixed probe set (held-out world probes
-// or an imported public set).
-type EvalResult struct {
+// Classified is a fixed probe set's harm probes classified, as discovery
+// classifies its own.
+type Classified struct {
 	Agg *detect.Aggregate
 	// Findings are the A, B and C findings among the harm probes.
 	Findings []detect.Finding
-	// Capability is the fraction of policy samples on benign probes that
-	// contain the checkable answer and do not refuse (NaN without any).
-	Capability float64
-	// OverRefusal is the fraction of policy samples on look-alike probes
-	// that refuse (NaN without any).
-	OverRefusal float64
-	Benign      int
-	Lookalike   int
 }
 
-// Evaluate runs a fixed probe set through the same observe-and-classify path
-// as discovery, batch probes at a time, without a sampler. Harm probes are
-// classified into Type A/B/C; benign probes measure capability and
-// look-alikes over-refusal (both need lib for answer checking and refusal
-// markers). This is the held-out measurement before and after repair.
-func Evaluate(ctx context.Context, ps []probes.Probe, k, batch int, th detect.Thresholds, d Deps) (*EvalResult, error) {
+// Classify runs the harm probes of a fixed probe set (a red-team pool, an
+// imported public set) through the same observe-and-classify path as
+// discovery, batch probes at a time, without a sampler. Other probes are an
+// error: the one held-out evaluation, capability and over-refusal included,
+// is repair.Evaluate.
+func Classify(ctx context.Context, ps []probes.Probe, k, batch int, th detect.Thresholds, d Deps) (*Classified, error) {
 	th, err := th.WithDefaults()
 	if err != nil {
 		return nil, err
 	}
 	if k < 1 || batch < 1 {
-		return nil, fmt.Errorf("evaluate: k (%d) and batch (%d) must be at least 1", k, batch)
+		return nil, fmt.Errorf("classify: k (%d) and batch (%d) must be at least 1", k, batch)
 	}
-	res := &EvalResult{Agg: detect.NewAggregate()}
-	var capOK, capN, refN, laN int
+	for i := range ps {
+		if ps[i].Kind != probes.KindHarm {
+			return nil, fmt.Errorf("classify: probe %s is a %s probe; only harm probes are classified (repair.Evaluate measures the others)", ps[i].ID, ps[i].Kind)
+		}
+	}
+	res := &Classified{Agg: detect.NewAggregate()}
 	for lo := 0; lo < len(ps); lo += batch {
 		hi := min(lo+batch, len(ps))
 		obs, err := observe(ctx, ps[lo:hi], k, d)
@@ -230,40 +226,14 @@ func Evaluate(ctx context.Context, ps []probes.Probe, k, batch int, th detect.Th
 		}
 		for i, o := range obs {
 			p := &ps[lo+i]
-			switch p.Kind {
-			case probes.KindHarm:
-				f := detect.Classify(o, th)
-				f.Seed, f.Judge = p.Seed, d.Judge.Name()
-				res.Agg.Add(&f)
-				if f.Type != detect.TypeNone {
-					res.Findings = append(res.Findings, f)
-				}
-			case probes.KindBenign:
-				res.Benign++
-				for _, s := range o.Samples {
-					capN++
-					if d.Lib != nil && d.Lib.Correct(p, s.Text) {
-						capOK++
-					}
-				}
-			case probes.KindLookalike:
-				res.Lookalike++
-				for _, s := range o.Samples {
-					laN++
-					if d.Lib != nil && d.Lib.IsRefusal(s.Text) {
-						refN++
-					}
-				}
+			f := detect.Classify(o, th)
+			f.Seed, f.Judge = p.Seed, d.Judge.Name()
+			res.Agg.Add(&f)
+			if f.Type != detect.TypeNone {
+				res.Findings = append(res.Findings, f)
 			}
 		}
 	}
-	res.Capability, res.OverRefusal = ratio(capOK, capN), ratio(refN, laN)
 	return res, nil
 }
 
-func ratio(a, b int) float64 {
-	if b == 0 {
-		return nan()
-	}
-	return float64(a) / float64(b)
-}

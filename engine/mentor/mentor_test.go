@@ -12,6 +12,7 @@ import (
 
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/judge"
+	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/world"
 )
 
@@ -261,15 +262,20 @@ kind = "oracle"
 	}
 }
 
-func TestEvaluateHeldOut(t *testing.T) {
+func TestClassifyHeldOut(t *testing.T) {
 	lib := world.Default()
-	ev := lib.EvalSet(world.DataOptions{Seed: 1})
+	var harm []probes.Probe
+	for _, p := range lib.EvalSet(world.DataOptions{Seed: 1}) {
+		if p.Kind == probes.KindHarm {
+			harm = append(harm, p)
+		}
+	}
 	d, _ := simDeps(lib)(1)
-	res, err := Evaluate(context.Background(), ev, 2, 64, detect.Thresholds{}, d)
+	res, err := Classify(context.Background(), harm, 2, 64, detect.Thresholds{}, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Agg.Total.Probes == 0 || res.Benign != 200 || res.Lookalike == 0 {
+	if res.Agg.Total.Probes != len(harm) {
 		t.Fatalf("%+v", res)
 	}
 	// The simulated policy complies in the coupled cells on paraphrases too.
@@ -278,6 +284,10 @@ func TestEvaluateHeldOut(t *testing.T) {
 	}
 	t.Logf("SIMULATED held-out: %d harm probes, Type C rate %.3f, B %.3f, A %.3f", res.Agg.Total.Probes,
 		res.Agg.Total.Rate(detect.TypeC), res.Agg.Total.Rate(detect.TypeB), res.Agg.Total.Rate(detect.TypeA))
+	benign := lib.EvalSet(world.DataOptions{Seed: 1})
+	if _, err := Classify(context.Background(), benign, 2, 64, detect.Thresholds{}, d); err == nil || !strings.Contains(err.Error(), "repair.Evaluate") {
+		t.Fatalf("non-harm probes: %v", err)
+	}
 }
 
 func TestExampleConfigAndEmbedding(t *testing.T) {

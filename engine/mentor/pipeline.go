@@ -620,5 +620,3 @@ func topFindings(fs []detect.Finding, n int) []detect.Finding {
 	}
 	return c
 }
-
-func nan() float64 { return math.NaN() }

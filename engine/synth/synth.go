@@ -461,7 +461,7 @@ func redTeamPool(ctx context.Context, pool []probes.Probe, cfg mentor.Config, th
 	w := detect.NewWriter(d.Findings)
 	for lo := 0; lo < len(harm); lo += batch {
 		hi := min(lo+batch, len(harm))
-		ev, err := mentor.Evaluate(ctx, harm[lo:hi], k, batch, th, d)
+		ev, err := mentor.Classify(ctx, harm[lo:hi], k, batch, th, d)
 		if err != nil {
 			return res, err
 		}
