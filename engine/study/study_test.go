@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -354,5 +355,30 @@ func TestStudyModelsAndProbes(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// TestStudyLoRAConfig: bench/study-lora.toml is bench/study.toml's study on
+// the same seeds with the ares and ares-lora arms, and its [lora] tables are
+// the defaults.
+func TestStudyLoRAConfig(t *testing.T) {
+	load := func(name string) *Study {
+		path := filepath.Join("..", "..", "bench", name)
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := ParseStudy(raw, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	full, lora := load("study.toml"), load("study-lora.toml")
+	if !slices.Equal(lora.Study.Arms, []string{ArmARES, ArmARESLoRA}) || !slices.Equal(lora.Study.Seeds, full.Study.Seeds) {
+		t.Fatalf("study-lora.toml runs %v on %v", lora.Study.Arms, lora.Study.Seeds)
+	}
+	if !reflect.DeepEqual(lora.Config, full.Config) {
+		t.Errorf("study-lora.toml sizes the study differently from study.toml:\n%+v\n%+v", lora.Config, full.Config)
 	}
 }
