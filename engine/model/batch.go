@@ -90,16 +90,78 @@ func attentionMask(valid [][]bool, lq int) *torch.Tensor {
 // f16 weights the log-softmax is taken in float32 (and the result is
 // float32): in bf16 the log-sum-exp over the vocabulary loses about two
 // decimal digits.
+//
+// When the [B·(L-1), V] logits would hold FusedLogitsMin elements or more,
+// the log-probabilities come from torch.TokenLogProbs, which runs over
+// vocabulary chunks with an online log-sum-exp and never holds the whole
+// logits, forward or backward (its backward recomputes each chunk's
+// logits). Below that size it takes the plain path (full logits,
+// log-softmax, gather). Both give the same values and gradients to float
+// rounding; TokenLogProbsPlain and TokenLogProbsFused pick one explicitly.
 func (m *Transformer) TokenLogProbs(b *Batch) *torch.Tensor {
 	h := m.Forward(b.IDs, b.Pos, b.Mask, nil)
+	n := h.Size(0) * (h.Size(1) - 1)
+	if n*int64(m.Cfg.VocabSize) >= FusedLogitsMin {
+		return m.headLogProbsFused(h, b.IDs, 0)
+	}
+	return m.headLogProbsPlain(h, b.IDs)
+}
+
+// FusedLogitsMin is the size of the logits [N, V] (in elements) from which
+// TokenLogProbs takes the fused, vocabulary-chunked path: 2^22 (16 MiB of
+// float32 logits). Below it (the embedded demo's models: vocabulary 640)
+// the two paths take the same time within the noise of the measurements
+// (0.92x-1.10x) and save little memory, so the plain path, the one the
+// demo's figures were made with, is kept; from about this size up the
+// chunked path is faster (1.1x-1.3x on the CPU at a 16k-152k vocabulary)
+// and holds [N, chunk] instead of [N, V]. See bench/results/vocab-cpu.md.
+const FusedLogitsMin = 1 << 22
+
+// FusedChunkBytes bounds the float32 logits of one vocabulary chunk of the
+// fused path: the chunk is FusedChunkBytes / (4 N) vocabulary rows, at
+// least 1024 (and at most V). On the CPU a chunk that stays in cache is
+// faster than a larger one (bench/results/vocab-cpu.md: at N = 252 and
+// 1016 rows, 4 MiB chunks beat 8192 rows by 10-25 %).
+const FusedChunkBytes = 4 << 20
+
+// TokenLogProbsPlain is TokenLogProbs through the full logits [B, L-1, V]:
+// Logits, log-softmax (in float32 for half-precision weights), gather.
+func (m *Transformer) TokenLogProbsPlain(b *Batch) *torch.Tensor {
+	return m.headLogProbsPlain(m.Forward(b.IDs, b.Pos, b.Mask, nil), b.IDs)
+}
+
+// TokenLogProbsFused is TokenLogProbs through torch.TokenLogProbs over
+// vocabulary chunks of chunk rows (<= 0: from FusedChunkBytes).
+func (m *Transformer) TokenLogProbsFused(b *Batch, chunk int64) *torch.Tensor {
+	return m.headLogProbsFused(m.Forward(b.IDs, b.Pos, b.Mask, nil), b.IDs, chunk)
+}
+
+// headLogProbsPlain: h [B, L, H] final-normed hidden states, ids [B, L].
+func (m *Transformer) headLogProbsPlain(h, ids *torch.Tensor) *torch.Tensor {
 	L := h.Size(1)
 	logits := m.Logits(h.Narrow(1, 0, L-1))
 	if dt := logits.DType(); dt == torch.BFloat16 || dt == torch.Float16 {
 		logits = logits.To(torch.Float32)
 	}
 	logp := logits.LogSoftmax(-1)
-	targets := b.IDs.Narrow(1, 1, L-1).Unsqueeze(-1)
+	targets := ids.Narrow(1, 1, L-1).Unsqueeze(-1)
 	return logp.Gather(2, targets).Squeeze(-1)
+}
+
+// headLogProbsFused is headLogProbsPlain without the [B, L-1, V] logits.
+// torch.TokenLogProbs computes the logits chunks in the weights' dtype and
+// the log-sum-exp in float32 (float64 for float64), as the plain path does.
+func (m *Transformer) headLogProbsFused(h, ids *torch.Tensor, chunk int64) *torch.Tensor {
+	B, L, H := h.Size(0), h.Size(1), h.Size(2)
+	n := B * (L - 1)
+	w := m.OutputWeight()
+	if chunk <= 0 {
+		chunk = max(FusedChunkBytes/(4*max(n, 1)), 1024)
+	}
+	chunk = min(chunk, w.Size(0))
+	x := h.Narrow(1, 0, L-1).Reshape(n, H)
+	targets := ids.Narrow(1, 1, L-1).Reshape(n)
+	return torch.TokenLogProbs(x, w, targets, chunk).Reshape(B, L-1)
 }
 
 // Score returns the reward model's scalar for every sequence of the batch,

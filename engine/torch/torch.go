@@ -41,6 +41,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -88,8 +89,20 @@ func IsOOM(err error) bool {
 	return errors.As(err, &te) && te.Code == CodeOOM
 }
 
+// nativeCalls counts the shim calls that return a status (see NativeCalls).
+var nativeCalls atomic.Int64
+
+// NativeCalls is the number of calls into the shim that returned a status
+// since the process started: every op, fused op, query (shape, item, data
+// copies) and autograd call, which all pass through check or statusErr. Frees
+// (Tensor.Close, Scope.Close) and a few constant queries are not counted. Like
+// LiveTensors it makes a cost testable: the difference across a piece of code
+// is the number of cgo round trips it made (counted from every goroutine).
+func NativeCalls() int64 { return nativeCalls.Load() }
+
 // check converts a status from the shim into a panic with a *Error.
 func check(op string, st *C.ares_status) {
+	nativeCalls.Add(1)
 	if st == nil {
 		return
 	}
@@ -100,6 +113,7 @@ func check(op string, st *C.ares_status) {
 
 // statusErr converts a status into an error without panicking.
 func statusErr(op string, st *C.ares_status) error {
+	nativeCalls.Add(1)
 	if st == nil {
 		return nil
 	}

@@ -1,0 +1,101 @@
+package model
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/ares-rlhf/ares/engine/torch"
+)
+
+// decodeCalls builds a Llama-shaped model of the given depth, prefills a KV
+// cache with a 4-token prompt per sequence and returns the native calls
+// (torch.NativeCalls) of one cached decode step: Forward of one token per
+// sequence, in no-grad mode, inputs made beforehand.
+func decodeCalls(t *testing.T, layers int) int64 {
+	t.Helper()
+	cfg, err := ParseConfig([]byte(fmt.Sprintf(`{"model_type":"llama","vocab_size":67,"hidden_size":32,`+
+		`"num_hidden_layers":%d,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":48,`+
+		`"max_position_embeddings":64,"tie_word_embeddings":false,"rope_theta":500}`, layers)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Init(cfg, CausalLM, 1, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const B, prompt = 2, 4
+	cache := m.NewKVCache(B, 16)
+	defer cache.Close()
+	var n int64
+	mustTry(t, func() {
+		torch.NoGrad(func() {
+			valid := make([][]bool, B)
+			ids, pos := make([]int64, 0, B*prompt), make([]int64, 0, B*prompt)
+			for b := range valid {
+				valid[b] = []bool{true, true, true, true}
+				for j := 0; j < prompt; j++ {
+					ids, pos = append(ids, int64(3+b+j)), append(pos, int64(j))
+				}
+			}
+			s := torch.NewScope()
+			defer s.Close()
+			m.Forward(s.Own(torch.FromSlice(ids, B, prompt)), s.Own(torch.FromSlice(pos, B, prompt)),
+				s.Own(attentionMask(valid, prompt)), cache)
+
+			for b := range valid {
+				valid[b] = append(valid[b], true)
+			}
+			d := torch.NewScope()
+			defer d.Close()
+			idT := d.Own(torch.FromSlice([]int64{7, 9}, B, 1))
+			posT := d.Own(torch.FromSlice([]int64{prompt, prompt}, B, 1))
+			mask := d.Own(attentionMask(valid, 1))
+			before := torch.NativeCalls()
+			h := m.Forward(idT, posT, mask, cache)
+			n = torch.NativeCalls() - before
+			if got := h.Shape(); len(got) != 3 || got[0] != B || got[1] != 1 || got[2] != 32 {
+				t.Fatalf("decode output shape %v", got)
+			}
+		})
+	})
+	return n
+}
+
+// TestNativeCallsPerDecodeLayer pins the number of cgo calls one decode
+// layer makes, as TestLiveTensorsAfterGenerateAndStep pins leaks: each call
+// costs a cgo round trip (and a handle), so a change that adds or removes
+// calls on the decode hot path must update these numbers consciously.
+//
+// One Llama layer with a KV cache (grouped-query attention with 2 query
+// heads per KV head, no biases, no q/k norm, plain RoPE, SwiGLU) makes 60
+// calls, from a trace of the op names (a shape query is tensor_info +
+// tensor_shape, 2 calls, the first time a result's Size is read):
+//
+//	RMSNorm before attention                                    1
+//	q, k, v: Linear, heads() = shape query, Reshape, Transpose  3 × 5 = 15
+//	rotate() of q and k: 2 Narrow, Neg, Cat, 2 Mul, Add         2 × 7 = 14
+//	KV append: shape query of k, 2 CopyInto, 2 Narrow (views)   6
+//	repeatKV of k and v: shape query, Unsqueeze, Expand, Reshape 2 × 5 = 10
+//	Attention                                                   1
+//	merge(): Transpose, shape query, Reshape                    4
+//	o projection Linear, residual Add                           2
+//	RMSNorm before the MLP                                      1
+//	gate Linear, Silu, up Linear, Mul, down Linear              5
+//	residual Add                                                1
+//
+// Outside the layers, 8: Embedding of the ids; RoPE tables (Embedding and
+// Unsqueeze of cos and of sin, 4); the shape query of ids for the cache's
+// advance (2); the final RMSNorm.
+func TestNativeCallsPerDecodeLayer(t *testing.T) {
+	c1, c2, c3 := decodeCalls(t, 1), decodeCalls(t, 2), decodeCalls(t, 3)
+	perLayer := c2 - c1
+	if c3-c2 != perLayer {
+		t.Fatalf("native calls per layer are not constant: 1 layer %d, 2 layers %d, 3 layers %d", c1, c2, c3)
+	}
+	const wantPerLayer, wantOutside = 60, 8
+	if perLayer != wantPerLayer || c1-perLayer != wantOutside {
+		t.Fatalf("one cached decode step makes %d native calls per layer and %d outside the layers, pinned %d and %d: "+
+			"update the pins and the breakdown in the comment if the change is meant", perLayer, c1-perLayer, wantPerLayer, wantOutside)
+	}
+}
