@@ -13,6 +13,7 @@ import (
 
 	"github.com/ares-rlhf/ares/checkpoints/safetensors"
 	"github.com/ares-rlhf/ares/engine/torch"
+	"github.com/ares-rlhf/ares/internal/atomicfile"
 	"github.com/ares-rlhf/ares/internal/cfgcheck"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
@@ -290,21 +291,21 @@ func (m *Transformer) SeedDropout(seed uint64) error {
 // linear is x Wᵀ + b, plus the adapter's s · (dropout(x) Aᵀ) Bᵀ when W has
 // one and adapters are on. Dropout acts only while autograd records.
 func (m *Transformer) linear(x, w, b *torch.Tensor) *torch.Tensor {
-	y := torch.Linear(x, w, b)
-	if m.lora == nil || m.lora.off {
-		return y
+	var ad *adapter
+	if m.lora != nil && !m.lora.off {
+		ad = m.lora.byWeight[w]
 	}
-	ad := m.lora.byWeight[w]
 	if ad == nil {
-		return y
+		return torch.Linear(x, w, b)
 	}
+	var xa *torch.Tensor // the adapter's input when dropout changes it
 	if p := m.lora.cfg.Dropout; p > 0 && torch.GradEnabled() {
 		keep := torch.Rand(x.Shape(), x.DType(), x.Device(), m.lora.gen)
-		x = x.Mul(keep.GeScalar(p).To(x.DType())).DivScalar(1 - p)
+		xa = x.Mul(keep.GeScalar(p).To(x.DType())).DivScalar(1 - p)
 		keep.Close()
 	}
-	// [.., in] -> [.., r] -> [.., out]
-	return y.Add(torch.Linear(torch.Linear(x, ad.a, nil), ad.b, nil).MulScalar(m.lora.scale))
+	// One native call: x Wᵀ + b + s · (xa Aᵀ) Bᵀ, [.., in] -> [.., out].
+	return torch.LoRALinear(x, xa, w, b, ad.a, ad.b, m.lora.scale)
 }
 
 // MergeLoRA folds the adapters into the base weights, W += s · B A, and
@@ -441,7 +442,7 @@ func (m *Transformer) SaveAdapter(dir string, kind Kind, base string, tok *token
 	if err := safetensors.WriteFile(filepath.Join(dir, AdapterWeightsFile), infos, map[string]string{"format": "pt"}, fetch); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, AdapterConfigFile), append(cj, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, AdapterConfigFile), append(cj, '\n'), 0o644); err != nil {
 		return err
 	}
 	if tok != nil {

@@ -381,6 +381,17 @@ func Linear(x, w, b *Tensor) *Tensor {
 	return wrap(out, x, w, b)
 }
 
+// LoRALinear is a projection with a low-rank adapter in one native call:
+// x wᵀ + b + scale · (xa aᵀ) bBᵀ, with a [r, in] (lora_A) and bB [out, r]
+// (lora_B); xa is the adapter's input (x after dropout), nil for x itself;
+// b may be nil.
+func LoRALinear(x, xa, w, b, a, bB *Tensor, scale float64) *Tensor {
+	var out C.ares_tensor
+	check("LoRALinear", C.ares_lora_linear(x.handle("LoRALinear"), xa.optHandle("LoRALinear"), w.handle("LoRALinear"),
+		b.optHandle("LoRALinear"), a.handle("LoRALinear"), bB.handle("LoRALinear"), C.double(scale), &out))
+	return wrap(out, x, xa, w, b, a, bB)
+}
+
 // Embedding looks up rows of weight for the int64 ids.
 func Embedding(weight, ids *Tensor) *Tensor {
 	var out C.ares_tensor

@@ -194,6 +194,11 @@ ares_status *ares_copy_into(ares_tensor dst, int64_t dim, int64_t start, ares_te
 
 /* bias may be NULL. */
 ares_status *ares_linear(ares_tensor x, ares_tensor w, ares_tensor bias, ares_tensor *out);
+/* LoRA projection in one call: x w^T + bias + scale * (xa a^T) b^T, with
+   a [r, in] and b [out, r]; xa is the adapters' input (x after dropout), NULL
+   for x itself; bias may be NULL. Differentiable in every tensor. */
+ares_status *ares_lora_linear(ares_tensor x, ares_tensor xa, ares_tensor w, ares_tensor bias, ares_tensor a,
+                              ares_tensor b, double scale, ares_tensor *out);
 ares_status *ares_embedding(ares_tensor weight, ares_tensor ids, ares_tensor *out);
 /* Normalises over the last dimension; weight and bias may be NULL. */
 ares_status *ares_layer_norm(ares_tensor x, ares_tensor weight, ares_tensor bias, double eps,

@@ -917,6 +917,20 @@ ares_status *ares_linear(ares_tensor x, ares_tensor w, ares_tensor bias, ares_te
   });
 }
 
+ares_status *ares_lora_linear(ares_tensor x, ares_tensor xa, ares_tensor w, ares_tensor bias, ares_tensor a,
+                              ares_tensor b, double scale, ares_tensor *out) {
+  return guard([&] {
+    check_out(out);
+    c10::optional<at::Tensor> bs;
+    if (bias) bs = bias->t;
+    const auto &in = T(x, "input");
+    auto y = at::linear(in, T(w, "weight"), bs);
+    // [.., in] -> [.., r] -> [.., out], added as y + scale * update.
+    auto update = at::linear(at::linear(xa ? T(xa, "adapter input") : in, T(a, "lora_A")), T(b, "lora_B"));
+    *out = wrap(at::add(y, update, scale));
+  });
+}
+
 ares_status *ares_embedding(ares_tensor weight, ares_tensor ids, ares_tensor *out) {
   return guard([&] {
     check_out(out);
