@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ares-rlhf/ares/internal/atomicfile"
 )
 
 // ManagerOptions configure a Manager. The zero value is usable.
@@ -130,16 +132,10 @@ func (m *Manager) Save(step int64, fill func(w *Writer) error) (string, error) {
 	if err := w.Commit(); err != nil {
 		return "", err
 	}
-	tmp := filepath.Join(m.dir, "."+LatestName+tmpMarker+randSuffix())
-	if err := writeFileSync(tmp, []byte(name+"\n")); err != nil {
+	// atomicfile's temporary names carry tmpMarker: a crash leaves one that
+	// the next NewManager removes.
+	if err := atomicfile.WriteFile(filepath.Join(m.dir, LatestName), []byte(name+"\n"), 0o644); err != nil {
 		return final, fmt.Errorf("run directory %s: latest pointer: %w", m.dir, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(m.dir, LatestName)); err != nil {
-		os.Remove(tmp)
-		return final, fmt.Errorf("run directory %s: latest pointer: %w", m.dir, err)
-	}
-	if err := syncDir(m.dir); err != nil {
-		return final, err
 	}
 	return final, m.rotate()
 }

@@ -1,17 +1,16 @@
 package tokenizer
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/ares-rlhf/ares/internal/atomicfile"
 	"github.com/ares-rlhf/ares/tokenizer/pretok"
 )
 
@@ -351,27 +350,7 @@ func parseMerge(raw json.RawMessage) (string, string, error) {
 // Save writes the tokenizer as a Hugging Face tokenizer.json, through a
 // temporary file renamed into place.
 func (t *Tokenizer) Save(path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tokenizer-*.json")
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(tmp)
-	err = t.WriteHF(w)
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = tmp.Close()
-	} else {
-		tmp.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
+	return atomicfile.WriteWith(path, 0o644, t.WriteHF)
 }
 
 // WriteHF writes the tokenizer.json text. Only tokenizers with a merge list

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/ares-rlhf/ares/internal/atomicfile"
 )
 
 // IndexName is the index file of a sharded set as Hugging Face names it.
@@ -238,6 +240,6 @@ func WriteSet(dir, prefix string, tensors []TensorInfo, metadata map[string]stri
 		return paths, err
 	}
 	ip := filepath.Join(dir, prefix+".safetensors.index.json")
-	err = atomicWrite(ip, func(w io.Writer) error { _, err := w.Write(append(idx, '\n')); return err })
+	err = atomicfile.WriteWith(ip, 0o644, func(w io.Writer) error { _, err := w.Write(append(idx, '\n')); return err })
 	return append(paths, ip), err
 }

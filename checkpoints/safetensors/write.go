@@ -1,11 +1,10 @@
 package safetensors
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+
+	"github.com/ares-rlhf/ares/internal/atomicfile"
 )
 
 // Fetch returns the bytes of tensors[i]. It is called once per tensor, in
@@ -42,48 +41,5 @@ func Write(w io.Writer, tensors []TensorInfo, metadata map[string]string, fetch 
 // WriteFile writes a safetensors file atomically: to a temporary name in
 // the same directory, synced, then renamed over path.
 func WriteFile(path string, tensors []TensorInfo, metadata map[string]string, fetch Fetch) error {
-	return atomicWrite(path, func(w io.Writer) error { return Write(w, tensors, metadata, fetch) })
-}
-
-func atomicWrite(path string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err = write(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !os.IsPermission(err) {
-		return err
-	}
-	return nil
+	return atomicfile.WriteWith(path, 0o644, func(w io.Writer) error { return Write(w, tensors, metadata, fetch) })
 }

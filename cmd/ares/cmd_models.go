@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -206,7 +205,8 @@ func scoreLike(dir, input string, mf modelFlags, opts model.Options, kind model.
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(w)
+	enc := jsonl.NewWriter(w)
+	enc.SetEscapeHTML(true) // the bytes these commands always wrote
 	for lo := 0; lo < len(seqs); lo += mf.batch {
 		hi := min(lo+mf.batch, len(seqs))
 		var rows []any
@@ -240,7 +240,7 @@ func scoreLike(dir, input string, mf modelFlags, opts model.Options, kind model.
 		}
 		for _, r := range rows {
 			delete(r.(map[string]any), "line")
-			if err := enc.Encode(r); err != nil {
+			if err := enc.Write(r); err != nil {
 				closeOut()
 				return err
 			}
@@ -330,7 +330,8 @@ func runGenerate(args []string) error {
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(w)
+	enc := jsonl.NewWriter(w)
+	enc.SetEscapeHTML(true) // the bytes these commands always wrote
 	for lo := 0; lo < len(ids); lo += mf.batch {
 		hi := min(lo+mf.batch, len(ids))
 		g, err := m.Generate(ids[lo:hi], model.GenerateOptions{MaxNewTokens: *maxNew, Temperature: *temp,
@@ -352,7 +353,7 @@ func runGenerate(args []string) error {
 				row["prompt"] = ins[lo+i].Prompt
 				row["response"] = tok.Decode(resp)
 			}
-			if err := enc.Encode(row); err != nil {
+			if err := enc.Write(row); err != nil {
 				closeOut()
 				return err
 			}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +10,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/judge"
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/jsonl"
 )
 
 func init() {
@@ -108,27 +107,6 @@ func writeProbesOut(path string, ps []probes.Probe) error {
 	return probes.WriteFile(path, ps)
 }
 
-func writeJSONLFile[T any](path string, xs []T) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriter(f)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	for i := range xs {
-		if err := enc.Encode(&xs[i]); err != nil {
-			f.Close()
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // probesWorld writes the synthetic world's data sets: what the weakened
 // starting models train on and what evaluation holds out. The same library,
 // options and seed always give the same files.
@@ -165,13 +143,13 @@ func probesWorld(args []string) error {
 		n    int
 		w    func(string) error
 	}{
-		{"sft.jsonl", len(sft), func(p string) error { return writeJSONLFile(p, sft) }},
-		{"prefs.jsonl", len(prefs), func(p string) error { return writeJSONLFile(p, prefs) }},
-		{"replay.jsonl", len(replay), func(p string) error { return writeJSONLFile(p, replay) }},
+		{"sft.jsonl", len(sft), func(p string) error { return jsonl.WriteFile(p, sft) }},
+		{"prefs.jsonl", len(prefs), func(p string) error { return jsonl.WriteFile(p, prefs) }},
+		{"replay.jsonl", len(replay), func(p string) error { return jsonl.WriteFile(p, replay) }},
 		{"eval_probes.jsonl", len(eval), func(p string) error { return probes.WriteFile(p, eval) }},
 		{"coupled_probes.jsonl", len(coupled), func(p string) error { return probes.WriteFile(p, coupled) }},
-		{"heldout_prefs.jsonl", len(heldPrefs), func(p string) error { return writeJSONLFile(p, heldPrefs) }},
-		{"heldout_lm.jsonl", len(heldout), func(p string) error { return writeJSONLFile(p, heldout) }},
+		{"heldout_prefs.jsonl", len(heldPrefs), func(p string) error { return jsonl.WriteFile(p, heldPrefs) }},
+		{"heldout_lm.jsonl", len(heldout), func(p string) error { return jsonl.WriteFile(p, heldout) }},
 	}
 	for _, f := range files {
 		p := filepath.Join(*out, f.name)

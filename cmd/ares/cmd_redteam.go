@@ -178,10 +178,9 @@ func runRedteam(args []string) error {
 	if *resume {
 		fmt.Printf("ares redteam: resuming from %s\n", mentor.StatePath(filepath.Join(cfg.Run.OutDir, "findings.jsonl")))
 	}
-	res, paths, err := mentor.DiscoverWith(ctx, &cfg.RunConfig, mentor.DiscoverOptions{Policy: p, RM: r, Progress: progressBar(progress, t0), Resume: *resume})
-	if progress != nil {
-		fmt.Fprintln(progress)
-	}
+	report, end := mentor.ProgressDisplay(progress, "redteam")
+	res, paths, err := mentor.DiscoverWith(ctx, &cfg.RunConfig, mentor.DiscoverOptions{Policy: p, RM: r, Progress: report, Resume: *resume})
+	end()
 	if err != nil {
 		return err
 	}
@@ -268,27 +267,4 @@ func loadWithCodec(dir string, kind model.Kind, o model.Options, what string) (*
 	}
 	m.Close()
 	return nil, nil, fmt.Errorf("%s %s: %w", what, dir, err)
-}
-
-// progressBar draws rollouts done out of the budget, the rate and the
-// findings so far, at most four times a second (and at the end).
-func progressBar(w io.Writer, t0 time.Time) func(int, int, *detect.Aggregate) {
-	if w == nil {
-		return nil
-	}
-	var last time.Time
-	return func(done, budget int, agg *detect.Aggregate) {
-		if done < budget && time.Since(last) < 250*time.Millisecond {
-			return
-		}
-		last = time.Now()
-		const width = 30
-		n := 0
-		if budget > 0 {
-			n = width * done / budget
-		}
-		rate := float64(done) / time.Since(t0).Seconds()
-		fmt.Fprintf(w, "\rredteam [%s%s] %d/%d rollouts %.0f/s  A %d B %d C %d ", strings.Repeat("#", n), strings.Repeat(".", width-n),
-			done, budget, rate, agg.Total.A, agg.Total.B, agg.Total.C)
-	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/train"
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/progress"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
 
@@ -469,7 +470,7 @@ func runRepair(args []string) error {
 			}
 			return nil
 		},
-		Log: func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) },
+		Log: func(format string, a ...any) { progress.Fprintf(os.Stderr, format+"\n", a...) },
 	})
 	if err != nil {
 		return err

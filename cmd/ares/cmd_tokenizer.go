@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -200,8 +199,7 @@ func tokenizerChat(args []string) error {
 		return err
 	}
 	w := bufio.NewWriter(os.Stdout)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
+	enc := jsonl.NewWriter(w)
 	for i, in := range ins {
 		var v any
 		if *text {
@@ -213,7 +211,7 @@ func tokenizerChat(args []string) error {
 			w.Flush()
 			return fmt.Errorf("stdin:%d: %w", lines[i], err)
 		}
-		if err := enc.Encode(v); err != nil {
+		if err := enc.Write(v); err != nil {
 			return err
 		}
 	}

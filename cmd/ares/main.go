@@ -10,6 +10,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/ares-rlhf/ares/internal/progress"
 )
 
 // Exit codes: 0 success, 1 the command failed (a recovered panic included),
@@ -110,8 +112,11 @@ func runMain(args []string) int {
 		in.stop()
 	}()
 	err := callCommand(c, args[1:])
+	// What follows goes through progress.Fprintf: a command that failed or
+	// was interrupted may have left a progress bar's line open on the
+	// terminal, and the message must start on a line of its own.
 	if pe, ok := err.(*panicError); ok {
-		fmt.Fprintf(os.Stderr, "ares %s: internal error: %v\n", c.name, pe.value)
+		progress.Fprintf(os.Stderr, "ares %s: internal error: %v\n", c.name, pe.value)
 		if os.Getenv("ARES_DEBUG") == "1" {
 			os.Stderr.Write(pe.stack)
 		}
@@ -129,11 +134,11 @@ func runMain(args []string) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		if ue.msg != "help requested" {
-			fmt.Fprintf(os.Stderr, "ares %s: %s\n", c.name, strings.TrimSpace(ue.msg))
+			progress.Fprintf(os.Stderr, "ares %s: %s\n", c.name, strings.TrimSpace(ue.msg))
 		}
 		return exitUsage
 	}
-	fmt.Fprintf(os.Stderr, "ares %s: %v\n", c.name, err)
+	progress.Fprintf(os.Stderr, "ares %s: %v\n", c.name, err)
 	var ce exitCodeError
 	if errors.As(err, &ce) {
 		return ce.code

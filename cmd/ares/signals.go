@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/ares-rlhf/ares/engine/train"
+	"github.com/ares-rlhf/ares/internal/progress"
 )
 
 // Interruption. A command that can stop cleanly asks for commandContext();
@@ -96,12 +97,18 @@ func (in *interrupter) loop() {
 				in.sig = s
 			}
 			in.mu.Unlock()
+			// On a line of its own: after a progress bar's line, and on a
+			// terminal after the "^C" it echoed.
+			nl := ""
+			if progress.IsTerminal(in.stderr) {
+				nl = "\n"
+			}
 			if first {
-				fmt.Fprintf(in.stderr, "\nares: %s: stopping after the current step with a checkpoint (send it again to exit at once)\n", signalName(s))
+				progress.Fprintf(in.stderr, nl+"ares: %s: stopping after the current step with a checkpoint (send it again to exit at once)\n", signalName(s))
 				in.cancel(&signalError{sig: s})
 				continue
 			}
-			fmt.Fprintf(in.stderr, "\nares: second signal (%s): exiting at once; the newest complete checkpoint is kept\n", signalName(s))
+			progress.Fprintf(in.stderr, nl+"ares: second signal (%s): exiting at once; the newest complete checkpoint is kept\n", signalName(s))
 			in.exit(signalExitCode(s))
 			return
 		case <-in.quit:
@@ -162,7 +169,7 @@ func reportInterrupt(w io.Writer, name string, err error, sig os.Signal) {
 	var ie *train.Interrupted
 	switch {
 	case err == nil:
-		fmt.Fprintf(w, "\nares %s: %s received; the command had finished its work\n", name, signalName(sig))
+		progress.Fprintf(w, "ares %s: %s received; the command had finished its work\n", name, signalName(sig))
 	case errors.As(err, &ie):
 		stage := ie.Label
 		if stage == "" {
@@ -175,12 +182,12 @@ func reportInterrupt(w io.Writer, name string, err error, sig os.Signal) {
 		case ie.Dir == "":
 			saved = "this process wrote no checkpoint (in a data-parallel job rank 0 writes it)"
 		}
-		fmt.Fprintf(w, "\nares %s: interrupted by %s: stage %s stopped after step %d of %d; %s; run the same command with --resume to continue\n",
+		progress.Fprintf(w, "ares %s: interrupted by %s: stage %s stopped after step %d of %d; %s; run the same command with --resume to continue\n",
 			name, signalName(sig), stage, ie.Step, ie.Steps, saved)
 	case errors.Is(err, context.Canceled):
-		fmt.Fprintf(w, "\nares %s: interrupted by %s outside a training loop (%v); what completed is saved; run the same command with --resume to continue\n", name, signalName(sig), err)
+		progress.Fprintf(w, "ares %s: interrupted by %s outside a training loop (%v); what completed is saved; run the same command with --resume to continue\n", name, signalName(sig), err)
 	default:
-		fmt.Fprintf(w, "\nares %s: %v (after %s)\n", name, err, signalName(sig))
+		progress.Fprintf(w, "ares %s: %v (after %s)\n", name, err, signalName(sig))
 	}
 }
 

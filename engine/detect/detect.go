@@ -8,7 +8,6 @@ package detect
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -160,26 +159,20 @@ func Classify(o Observation, th Thresholds) Finding {
 	return f
 }
 
-// Writer writes findings as JSONL.
+// Writer writes findings as JSONL, buffered.
 type Writer struct {
-	bw  *bufio.Writer
-	enc *json.Encoder
-	n   int
+	bw *bufio.Writer
+	jw *jsonl.Writer
 }
 
 // NewWriter wraps w.
 func NewWriter(w io.Writer) *Writer {
 	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	return &Writer{bw: bw, enc: enc}
+	return &Writer{bw: bw, jw: jsonl.NewWriter(bw)}
 }
 
-// Write appends one finding.
-func (w *Writer) Write(f *Finding) error {
-	w.n++
-	return w.enc.Encode(f)
-}
+// Write appends one finding (an encoding error is a *jsonl.RecordError).
+func (w *Writer) Write(f *Finding) error { return w.jw.Write(f) }
 
 // Flush flushes buffered findings.
 func (w *Writer) Flush() error { return w.bw.Flush() }

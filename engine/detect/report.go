@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/ares-rlhf/ares/internal/atomicfile"
 )
 
 // SamplerStat is one row of a sampler comparison: findings of a type per
@@ -77,20 +79,10 @@ func (r *Report) Write(dir string) ([]string, error) {
 }
 
 func writeFile(path string, f func(io.Writer) error) error {
-	tmp := path + ".tmp"
-	fh, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if err := f(fh); err != nil {
-		fh.Close()
-		os.Remove(tmp)
+	if err := atomicfile.WriteWith(path, 0o644, f); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if err := fh.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return nil
 }
 
 func pct(x float64) string {

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/ares-rlhf/ares/internal/jsonl"
 )
 
 // CommandConfig configures a judge run as a local command. The command reads
@@ -130,9 +132,10 @@ func (c *Command) run(ctx context.Context, items []Item, lo int) ([]float64, err
 	ctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 	var in bytes.Buffer
-	enc := json.NewEncoder(&in)
+	enc := jsonl.NewWriter(&in)
+	enc.SetEscapeHTML(true) // what the protocol always carried
 	for i, it := range items {
-		if err := enc.Encode(cmdIn{i, it.Prompt, it.Response}); err != nil {
+		if err := enc.Write(cmdIn{i, it.Prompt, it.Response}); err != nil {
 			return nil, fmt.Errorf("item %d: %w", lo+i, err)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sort"
 	"strings"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/internal/cfgcheck"
+	"github.com/ares-rlhf/ares/internal/jsonl"
 )
 
 // Policy is what discovery needs from the policy model: k sampled responses
@@ -600,7 +600,7 @@ func WriteOutputs(dir string, res *Result, lib *world.Library, comparison []dete
 func findingErr(f *detect.Finding, err error) error {
 	var ue *json.UnsupportedValueError
 	if errors.As(err, &ue) {
-		if p := nonFinitePath(reflect.ValueOf(f), "finding"); p != "" {
+		if p := jsonl.NonFinitePath(f, "finding"); p != "" {
 			return fmt.Errorf("%s is %s: JSON has no encoding for it", p, ue.Str)
 		}
 	}

@@ -9,14 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"path/filepath"
-	"reflect"
 	"sort"
 	"strings"
 
 	"github.com/ares-rlhf/ares/engine/detect"
+	"github.com/ares-rlhf/ares/internal/atomicfile"
+	"github.com/ares-rlhf/ares/internal/jsonl"
 )
 
 // Resumable is implemented by a Policy (or a RewardModel) whose random
@@ -175,39 +174,8 @@ func WriteState(path string, st *State) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return writeAtomic(path, b)
-}
-
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("%s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("%s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("%s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // best effort: not every file system syncs directories
-		d.Close()
+	if err := atomicfile.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }
@@ -323,59 +291,9 @@ func marshalJSON(what string, v any) ([]byte, error) {
 	}
 	var ue *json.UnsupportedValueError
 	if errors.As(err, &ue) {
-		if p := nonFinitePath(reflect.ValueOf(v), what); p != "" {
+		if p := jsonl.NonFinitePath(v, what); p != "" {
 			return nil, fmt.Errorf("%s is %s: JSON has no encoding for it", p, ue.Str)
 		}
 	}
 	return nil, fmt.Errorf("%s: %w", what, err)
-}
-
-// nonFinitePath is the path of the first NaN or infinite float in v, or "".
-func nonFinitePath(v reflect.Value, path string) string {
-	switch v.Kind() {
-	case reflect.Float32, reflect.Float64:
-		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
-			return path
-		}
-	case reflect.Pointer, reflect.Interface:
-		if !v.IsNil() {
-			return nonFinitePath(v.Elem(), path)
-		}
-	case reflect.Struct:
-		t := v.Type()
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			name := f.Name
-			if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag == "-" {
-				continue
-			} else if tag != "" {
-				name = tag
-			}
-			if p := nonFinitePath(v.Field(i), path+"."+name); p != "" {
-				return p
-			}
-		}
-	case reflect.Slice, reflect.Array:
-		for i := 0; i < v.Len(); i++ {
-			if p := nonFinitePath(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); p != "" {
-				return p
-			}
-		}
-	case reflect.Map:
-		keys := v.MapKeys()
-		sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
-		for _, k := range keys {
-			kp := fmt.Sprintf("%s[%v]", path, k)
-			if k.Kind() == reflect.String {
-				kp = path + "." + k.String()
-			}
-			if p := nonFinitePath(v.MapIndex(k), kp); p != "" {
-				return p
-			}
-		}
-	}
-	return ""
 }

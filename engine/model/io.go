@@ -10,6 +10,7 @@ import (
 
 	"github.com/ares-rlhf/ares/checkpoints/safetensors"
 	"github.com/ares-rlhf/ares/engine/torch"
+	"github.com/ares-rlhf/ares/internal/atomicfile"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
 
@@ -309,7 +310,7 @@ func (m *Transformer) Save(dir string, kind Kind, tok *tokenizer.Tokenizer) erro
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.json"), cj); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644); err != nil {
 		return err
 	}
 	if m.lora != nil {
@@ -360,14 +361,6 @@ func safetensorsDType(d torch.DType) (safetensors.DType, error) {
 		}
 	}
 	return "", fmt.Errorf("dtype %v has no safetensors name", d)
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // LoadTokenizer reads dir/tokenizer.json with the model's chat template

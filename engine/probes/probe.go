@@ -6,7 +6,6 @@ package probes
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,28 +97,17 @@ func (p *Probe) Cell() (tactic, topic string) {
 // WriteJSONL writes probes one per line.
 func WriteJSONL(w io.Writer, ps []Probe) error {
 	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
+	jw := jsonl.NewWriter(bw)
 	for i := range ps {
-		if err := enc.Encode(&ps[i]); err != nil {
-			return fmt.Errorf("probe %d: %w", i, err)
+		if err := jw.Write(&ps[i]); err != nil {
+			return fmt.Errorf("probe %s: %w", ps[i].ID, err)
 		}
 	}
 	return bw.Flush()
 }
 
 // WriteFile writes probes to a JSONL file.
-func WriteFile(path string, ps []Probe) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := WriteJSONL(f, ps); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return f.Close()
-}
+func WriteFile(path string, ps []Probe) error { return jsonl.WriteFile(path, ps) }
 
 // ReadJSONL reads probes, rejecting unknown fields and invalid records; errors
 // name the source and line.

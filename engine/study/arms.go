@@ -168,9 +168,6 @@ func treat(ctx context.Context, st *synth.Start, m *synth.Models, arm string, se
 		return nil, fmt.Errorf("unknown arm %q", arm)
 	}
 	rt, err := st.RedTeam(ctx, m, seed, env.Out, env)
-	if env.Progress != nil {
-		fmt.Fprintln(env.Progress)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -259,9 +256,6 @@ func runRLHF(pol, ref, rm *model.Transformer, st *synth.Start, o repair.PolicyRe
 	}
 	err = pipeline.RLHF(pol, ref, rm, st.Codec, st.World.Prompts, st.World.Benign, o, seed, io)
 	done()
-	if env.Progress != nil {
-		fmt.Fprintln(env.Progress)
-	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", label, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/atomicfile"
 )
 
 // knownArm reports whether a is an arm the study can run.
@@ -944,19 +945,11 @@ func (r *StudyResult) Write(dir string) error {
 		files[name] = []byte(svg)
 	}
 	for name, b := range files {
-		if err := writeAtomic(filepath.Join(dir, name), b); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // ---------------------------------------------------------------------------

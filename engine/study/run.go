@@ -87,9 +87,6 @@ func RunStudy(ctx context.Context, cfg *Study, env synth.Env) (*StudyResult, err
 			if st, err = synth.BuildStart(lib, sc, benv); err != nil {
 				return res, fmt.Errorf("seed %d: start: %w", seed, err)
 			}
-			if env.Progress != nil {
-				fmt.Fprintln(env.Progress)
-			}
 			res.StartWall = append(res.StartWall, st.BuildTime.Seconds())
 			if cfg.Study.Start == "shared" {
 				shared = st
@@ -132,9 +129,6 @@ func RunStudy(ctx context.Context, cfg *Study, env synth.Env) (*StudyResult, err
 			ar, err := RunArm(ctx, st, arm, seed, cfg.Study.Phases, fresh, senv)
 			if err != nil {
 				return res, fmt.Errorf("seed %d, arm %s: %w", seed, arm, err)
-			}
-			if env.Progress != nil {
-				fmt.Fprintln(env.Progress)
 			}
 			done++
 			res.Rows = append(res.Rows, PhaseRow{Arm: arm, Seed: seed, Phase: PhaseStart, Eval: before})

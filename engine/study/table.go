@@ -90,9 +90,6 @@ func RunDemo(ctx context.Context, lib *world.Library, c synth.Config, env synth.
 	if err != nil {
 		return nil, err
 	}
-	if env.Progress != nil {
-		fmt.Fprintln(env.Progress)
-	}
 	m, err := st.LoadModels(c.Seed)
 	if err != nil {
 		return nil, err

@@ -26,6 +26,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/internal/cfgcheck"
+	"github.com/ares-rlhf/ares/internal/progress"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
 
@@ -240,9 +241,11 @@ type Env struct {
 	Log      io.Writer
 }
 
+// Logf writes a line to Log, on a line of its own when a progress bar is
+// on the terminal.
 func (e Env) Logf(format string, a ...any) {
 	if e.Log != nil {
-		fmt.Fprintf(e.Log, format+"\n", a...)
+		progress.Fprintf(e.Log, format+"\n", a...)
 	}
 }
 
@@ -429,15 +432,9 @@ func (st *Start) RedTeam(ctx context.Context, m *Models, seed int64, dir string,
 	defer f.Close()
 	cfg := st.Cfg.RedTeam
 	cfg.Seed = seed
-	var last time.Time
-	progress := func(done, budget int, agg *detect.Aggregate) {
-		if env.Progress != nil && (done == budget || time.Since(last) > 250*time.Millisecond) {
-			last = time.Now()
-			n := 24 * min(done, budget) / max(budget, 1)
-			fmt.Fprintf(env.Progress, "\r%-12s [%s%s] %d/%d rollouts ", "red-team", Bar(n, "#"), Bar(24-n, "."), done, budget)
-		}
-	}
-	deps := mentor.Deps{Lib: st.World.Lib, Policy: m.P, RM: m.R, Judge: j, Findings: f, Progress: progress}
+	report, end := mentor.ProgressDisplay(env.Progress, "red-team")
+	defer end()
+	deps := mentor.Deps{Lib: st.World.Lib, Policy: m.P, RM: m.R, Judge: j, Findings: f, Progress: report}
 	if st.World.Pool == nil {
 		return mentor.RedTeam(ctx, cfg, st.Cfg.Thresholds, deps)
 	}
@@ -483,12 +480,4 @@ func redTeamPool(ctx context.Context, pool []probes.Probe, cfg mentor.Config, th
 		}
 	}
 	return res, nil
-}
-
-func Bar(n int, s string) string {
-	out := ""
-	for i := 0; i < n; i++ {
-		out += s
-	}
-	return out
 }

@@ -34,6 +34,8 @@ import (
 
 	"github.com/ares-rlhf/ares/checkpoints"
 	"github.com/ares-rlhf/ares/engine/torch"
+	"github.com/ares-rlhf/ares/internal/jsonl"
+	"github.com/ares-rlhf/ares/internal/progress"
 )
 
 // Schedule is linear warm-up to LR, then cosine decay to MinRatio·LR at Total.
@@ -85,8 +87,8 @@ type Config struct {
 	// many steps are done, without changing the schedule: a later resume
 	// continues exactly where it stopped.
 	StopAfter int64
-	Progress  io.Writer // nil: no progress line
-	Label     string    // shown in the progress line
+	Progress  io.Writer // nil: no progress display (see internal/progress)
+	Label     string    // shown in the progress display
 }
 
 // Micro is what a step function returns for one micro-batch: the loss to
@@ -152,7 +154,6 @@ type Trainer struct {
 	NonFiniteRun  int
 	NonFiniteSeen int64
 
-	lastProgress time.Time
 	// hasSaved says that a checkpoint of step savedStep exists (written by
 	// Save or resumed from), in directory saved ("" on a data-parallel rank
 	// that does not write).
@@ -230,8 +231,14 @@ func (tr *Trainer) Run(step StepFunc) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	start := time.Now()
-	startStep := tr.Step
+	bar := progress.New(tr.Cfg.Progress, progress.Options{Label: tr.Cfg.Label, Total: tr.Cfg.Steps, Start: tr.Step, Unit: "step"})
+	// A run that stops early (an error, an interrupt) leaves the display
+	// where it was; the command's next message ends its line.
+	var metrics *jsonl.Writer
+	if tr.Metrics != nil {
+		metrics = jsonl.NewWriter(tr.Metrics)
+		metrics.SetMarshal(func(v any) ([]byte, error) { return MarshalMetrics(v.(map[string]any)) })
+	}
 	end := tr.Cfg.Steps
 	if tr.Cfg.StopAfter > 0 && tr.Cfg.StopAfter < end {
 		end = tr.Cfg.StopAfter
@@ -252,16 +259,17 @@ func (tr *Trainer) Run(step StepFunc) error {
 			stop = v.(float64) > 0
 			delete(rec, interruptKey)
 		}
-		if tr.Metrics != nil {
-			b, err := MarshalMetrics(rec)
-			if err != nil {
-				return fmt.Errorf("metrics of step %d: %w", tr.Step, err)
-			}
-			if _, err := tr.Metrics.Write(append(b, '\n')); err != nil {
+		if metrics != nil {
+			if err := metrics.Write(rec); err != nil {
+				if re, ok := err.(*jsonl.RecordError); ok {
+					err = fmt.Errorf("metrics of step %d: %w", tr.Step, re.Err)
+				}
 				return err
 			}
 		}
-		tr.progress(rec, start, startStep)
+		if bar != nil {
+			bar.Update(tr.Step+1, progressDetail(rec))
+		}
 		tr.Step++
 		if tr.saves() && tr.Cfg.CheckpointEvery > 0 && tr.Step%tr.Cfg.CheckpointEvery == 0 && tr.Step < end {
 			if _, err := tr.Save(); err != nil {
@@ -272,9 +280,7 @@ func (tr *Trainer) Run(step StepFunc) error {
 			return tr.interrupt(ctx)
 		}
 	}
-	if tr.Cfg.Progress != nil {
-		fmt.Fprintln(tr.Cfg.Progress)
-	}
+	bar.Finish()
 	if tr.saves() {
 		if _, err := tr.Save(); err != nil {
 			return err
@@ -435,27 +441,15 @@ func MarshalMetrics(rec map[string]any) ([]byte, error) {
 	return json.Marshal(out)
 }
 
-func (tr *Trainer) progress(rec map[string]any, start time.Time, startStep int64) {
-	if tr.Cfg.Progress == nil {
-		return
-	}
-	done := tr.Step + 1
-	// At most a few updates a second, so that logs stay readable.
-	if done < tr.Cfg.Steps && time.Since(tr.lastProgress) < 250*time.Millisecond {
-		return
-	}
-	tr.lastProgress = time.Now()
-	frac := float64(done) / float64(tr.Cfg.Steps)
-	width := 24
-	bar := strings.Repeat("#", int(frac*float64(width))) + strings.Repeat(".", width-int(frac*float64(width)))
-	perStep := time.Since(start).Seconds() / float64(done-startStep)
-	extra := ""
+// progressDetail is a step's metrics as the progress display shows them.
+func progressDetail(rec map[string]any) string {
+	d := fmt.Sprintf("loss %.4f", rec["loss"])
 	for _, k := range []string{"reward", "accuracy"} {
 		if v, ok := rec[k]; ok {
-			extra += fmt.Sprintf(" %s %.3f", k, v)
+			d += fmt.Sprintf(" %s %.3f", k, v)
 		}
 	}
-	fmt.Fprintf(tr.Cfg.Progress, "\r%-12s [%s] %d/%d loss %.4f%s %.2fs/step ", tr.Cfg.Label, bar, done, tr.Cfg.Steps, rec["loss"], extra, perStep)
+	return d
 }
 
 // reduce all-reduces the gradients of every group and averages the metrics
