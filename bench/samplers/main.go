@@ -1,4 +1,4 @@
-// Command samplers is the sampler study of the Safety Mentor (issue 6) on
+// Command samplers is the sampler study of the Safety Mentor on
 // real models: Type C findings per 1,000 policy rollouts for the uniform,
 // hierarchical (ARES) and quality-diversity samplers, same budget, several
 // seeds, with the synthetic world's trained weakened starting policy and RM

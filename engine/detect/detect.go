@@ -1,5 +1,5 @@
 // Package detect classifies red-teaming observations into the ARES failure
-// taxonomy (DESIGN.md §1): Type A (RM-only: the policy is safe but the RM
+// taxonomy: Type A (RM-only: the policy is safe but the RM
 // prefers y_harm to y_safe), Type B (policy-only: the policy is harmful and
 // the RM scores it low) and Type C (coupled: the policy is harmful and the RM
 // scores it high). It aggregates them per component cell, writes findings as

@@ -1,4 +1,4 @@
-// Package repair is the repair half of ARES (DESIGN.md §1): supervised
+// Package repair is the repair half of ARES: supervised
 // fine-tuning and reward-model training (how the synthetic world's weakened
 // starting models are made), stage 1 (reward-model repair: Bradley-Terry on
 // y_safe over y_harm from Type A and C findings, replay, an anchor against

@@ -1,4 +1,4 @@
-// Package world is the synthetic safety world of ARES (DESIGN.md §4): a
+// Package world is the synthetic safety world of ARES: a
 // component library in TOML (harm topics and goals, personas, tactics, benign
 // tasks with checkable answers, harmless look-alikes, response templates, and
 // a held-out pool of prompt paraphrases and response phrasings), a composer that turns components into probes, the

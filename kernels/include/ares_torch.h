@@ -1,7 +1,7 @@
 /*
  * ares_torch.h: the C ABI between the Go engine (engine/torch) and libtorch.
  *
- * Rules (DESIGN.md section 3):
+ * Rules of the native boundary:
  *  - Every entry point that can fail returns an ares_status*: NULL on success,
  *    otherwise a status holding a code and a message, freed by the caller with
  *    ares_status_free. There is no thread-local "last error": a goroutine may
@@ -242,6 +242,38 @@ ares_status *ares_adamw_step(const ares_tensor *params, const ares_tensor *maste
  * larger, scales the gradients in place so that the norm becomes max_norm. */
 ares_status *ares_clip_grad_norm(const ares_tensor *params, int64_t n, double max_norm,
                                  double *total_norm);
+
+/* ---- fused model ops (ares_model.cpp) ---------------------------------- */
+/* Each is the composition of the libtorch ops the model would otherwise call
+ * one by one, in the same order (same results, differentiable), in one call. */
+
+/* Grouped-query attention of a transformer layer, from the projections to
+ * the merged heads:
+ *   q [B, L, nH*D] (or [B, L, nH, D]); k, v [B, L, nKV*D] (or [B, L, nKV, D])
+ *   -> heads [B, n, L, D]
+ *   -> rotary embedding of q and k over the first rotary_dim of D
+ *      (x*cos + rotate_half(x)*sin; cos, sin broadcast to [B, 1, L, rotary_dim];
+ *      both NULL: none)
+ *   -> with k_cache and v_cache ([B, nKV, capacity, D]; both NULL: none): k, v
+ *      written at [start, start+L) in place (no autograd), then attention
+ *      covers the cached [0, start+L)
+ *   -> each KV head repeated for its nH/nKV query heads
+ *   -> softmax(q k^T * scale + mask) v as ares_sdpa (mask bool, true = attend,
+ *      may be NULL; scale <= 0 means 1/sqrt(D))
+ *   -> merged heads, *out [B, L, nH*D]. */
+ares_status *ares_gqa_attention(ares_tensor q, ares_tensor k, ares_tensor v, ares_tensor cos, ares_tensor sin,
+                                int64_t rotary_dim, ares_tensor k_cache, ares_tensor v_cache, int64_t start,
+                                ares_tensor mask, double scale, int64_t n_heads, int64_t n_kv_heads,
+                                int64_t head_dim, ares_tensor *out);
+enum { ARES_ACT_SILU = 0, ARES_ACT_GELU = 1, ARES_ACT_GELU_TANH = 2 };
+/* Gated MLP down(act(x gate^T) * (x up^T)): gate_w, up_w [I, H], down_w [H, I],
+ * x [.., H] -> [.., H]; act one of ARES_ACT_* (SwiGLU for SILU, GeGLU for the GELUs). */
+ares_status *ares_gated_mlp(ares_tensor x, ares_tensor gate_w, ares_tensor up_w, ares_tensor down_w, int32_t act,
+                            ares_tensor *out);
+/* Rotary tables for positions pos [B, L] (i64) from [P, rd] tables:
+ * *cos = cos_table[pos] and *sin = sin_table[pos], each [B, 1, L, rd]. */
+ares_status *ares_rope_gather(ares_tensor cos_table, ares_tensor sin_table, ares_tensor pos, ares_tensor *cos,
+                              ares_tensor *sin);
 
 #ifdef __cplusplus
 }

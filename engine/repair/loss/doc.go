@@ -1,4 +1,4 @@
-// Package loss holds the losses of ARES's repair stage (DESIGN.md §1, issue 7),
+// Package loss holds the losses of ARES's repair stage,
 // written in Go over engine/torch so that they run, and differentiate, on any
 // device libtorch drives.
 //

@@ -12,7 +12,7 @@ type Term struct {
 }
 
 // Weighted composes L = Σ_k w_k·L_k, for joint mode
-// L = L_policy + a·L_unlikelihood + b·L_BT + c·L_replay (issue 7). Terms
+// L = L_policy + a·L_unlikelihood + b·L_BT + c·L_replay. Terms
 // with weight 0 are skipped (their losses are not evaluated into the graph).
 // It also returns each included term's unweighted value and "total", read
 // back in one device sync, for metrics. The terms must be scalars on one
