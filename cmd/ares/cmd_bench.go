@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ares-rlhf/ares/engine/study"
@@ -81,10 +78,11 @@ func runBenchStudy(args []string) error {
 	}
 	fmt.Printf("ares bench study: size %s, seeds %v, arms %s, start %s; libtorch %s, %d threads; output in %s\n",
 		cfg.Study.Size, cfg.Study.Seeds, strings.Join(cfg.Study.Arms, ", "), cfg.Study.Start, info.RuntimeVersion, info.Threads, cfg.Study.Out)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// SIGINT/SIGTERM stop the study at the next training step; the seeds
+	// finished by then stay reported.
+	ctx := commandContext()
 	t0 := time.Now()
-	res, err := study.RunStudy(ctx, cfg, synth.Env{Out: cfg.Study.Out, Progress: os.Stderr, Log: os.Stdout})
+	res, err := study.RunStudy(ctx, cfg, synth.Env{Out: cfg.Study.Out, Progress: os.Stderr, Log: os.Stdout, Ctx: ctx})
 	if res != nil {
 		res.Threads = info.Threads
 	}

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ares-rlhf/ares/engine/repair"
@@ -52,9 +49,8 @@ func runDemo(args []string) error {
 	cfg := synth.DefaultConfig(*quick)
 	cfg.Seed, cfg.RedTeam.Seed = *seed, *seed
 	fmt.Printf("ares demo: synthetic safety world, libtorch %s, %d threads, output in %s\n", info.RuntimeVersion, info.Threads, *out)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	res, err := study.RunDemo(ctx, world.Default(), cfg, synth.Env{Out: *out, Progress: os.Stdout, Log: os.Stdout})
+	ctx := commandContext() // SIGINT/SIGTERM stop it at the next training step
+	res, err := study.RunDemo(ctx, world.Default(), cfg, synth.Env{Out: *out, Progress: os.Stdout, Log: os.Stdout, Ctx: ctx})
 	if err != nil {
 		return err
 	}

@@ -104,7 +104,7 @@ func (in *interrupter) loop() {
 				nl = "\n"
 			}
 			if first {
-				progress.Fprintf(in.stderr, nl+"ares: %s: stopping after the current step with a checkpoint (send it again to exit at once)\n", signalName(s))
+				progress.Fprintf(in.stderr, nl+"ares: %s: stopping after the current step, saving what can be resumed (send it again to exit at once)\n", signalName(s))
 				in.cancel(&signalError{sig: s})
 				continue
 			}
@@ -162,12 +162,22 @@ func signalExitCode(s os.Signal) int {
 	return exitFail
 }
 
+// resumable are the commands whose work --resume continues.
+var resumable = map[string]bool{"sft": true, "train-rm": true, "repair": true, "redteam": true}
+
 // reportInterrupt prints, on its own line, how a command interrupted by sig
 // ended: the stage and step saved, the checkpoint directory and how to
 // resume (from err, the command's result).
 func reportInterrupt(w io.Writer, name string, err error, sig os.Signal) {
 	var ie *train.Interrupted
 	switch {
+	case err != nil && !resumable[name]:
+		// demo, bench study: their runs are not checkpointed.
+		at := ""
+		if errors.As(err, &ie) {
+			at = fmt.Sprintf(" during %s (step %d of %d)", ie.Label, ie.Step, ie.Steps)
+		}
+		progress.Fprintf(w, "ares %s: interrupted by %s%s; this command does not resume: run it again\n", name, signalName(sig), at)
 	case err == nil:
 		progress.Fprintf(w, "ares %s: %s received; the command had finished its work\n", name, signalName(sig))
 	case errors.As(err, &ie):

@@ -239,6 +239,9 @@ type Env struct {
 	Out      string
 	Progress io.Writer
 	Log      io.Writer
+	// Ctx stops every training loop at its next step when cancelled (nil:
+	// never).
+	Ctx context.Context
 }
 
 // Logf writes a line to Log, on a line of its own when a progress bar is
@@ -254,7 +257,7 @@ func (e Env) RunIO(label, metrics string) (repair.RunIO, func(), error) {
 	if err != nil {
 		return repair.RunIO{}, nil, err
 	}
-	return repair.RunIO{Metrics: f, Progress: e.Progress, Label: label, MaxNonFinite: 10}, func() { f.Close() }, nil
+	return repair.RunIO{Metrics: f, Progress: e.Progress, Label: label, MaxNonFinite: 10, Ctx: e.Ctx}, func() { f.Close() }, nil
 }
 
 // Start holds the starting models, saved under out/models: the SFT policy,
