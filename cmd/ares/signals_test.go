@@ -86,6 +86,8 @@ func TestPanicExitsOne(t *testing.T) {
 // runMain reports the checkpoint on its own line and exits 143 (130). A
 // second signal exits at once with the same code. Bad usage stays 2.
 func TestSignalExitCodes(t *testing.T) {
+	resumable["test-interrupt"] = true // it stands for a training command
+	defer delete(resumable, "test-interrupt")
 	withCommand(t, "test-interrupt", func(args []string) error {
 		ctx := commandContext()
 		sig := syscall.SIGTERM
