@@ -68,14 +68,18 @@ func handles(op string, ts []*Tensor) []C.ares_tensor {
 func NoGrad(f func()) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var prev C.int32_t
-	check("NoGrad", C.ares_set_grad_enabled(0, &prev))
+	prev := C.int32_t(1)
+	st := C.ares_set_grad_enabled(0, &prev)
+	// The restore is deferred before the status is checked: a failure
+	// reported after the mode changed must not leave the thread without
+	// autograd.
 	defer func() {
 		// Restoring a mode cannot fail; free the status if it ever does.
 		if st := C.ares_set_grad_enabled(prev, nil); st != nil {
 			C.ares_status_free(st)
 		}
 	}()
+	check("NoGrad", st)
 	f()
 }
 
