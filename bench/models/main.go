@@ -1,11 +1,14 @@
 // Command models benchmarks the engine's models side by side with a
 // PyTorch-for-Python peer (peer.py) on the same weights and the same work:
 //
-//	go run ./bench/models [-threads N] [-out FILE]
+//	go run ./bench/models [-threads N] [-runs N] [-batches 1,8,32] [-decode-only] [-cpuprofile FILE] [-out FILE]
 //
 // decode tokens/s (greedy, KV cache) at batch 1, 8 and 32; reward-model
 // sequences/s; and a language-model training step (forward, loss, backward,
-// AdamW) in tokens/s.
+// AdamW) in tokens/s. Each figure is the median of -runs runs on each side
+// (the engine's runs first, then the peer's, in one invocation); decode also
+// reports the process CPU time (user + system) per generated token, which a
+// loaded machine disturbs less than wall time.
 package main
 
 import (
@@ -18,6 +21,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ares-rlhf/ares/engine/model"
@@ -35,13 +43,38 @@ type spec struct {
 	TrainBatch    int   `json:"train_batch"`
 	TrainLen      int   `json:"train_len"`
 	TrainIters    int   `json:"train_iters"`
+	Runs          int   `json:"runs"`
+	DecodeOnly    bool  `json:"decode_only"`
 }
 
 type peerOut struct {
-	Torch        string             `json:"torch"`
-	Decode       map[string]float64 `json:"decode"`
-	RMSeqPerS    float64            `json:"rm_seq_per_s"`
-	TrainTokPerS float64            `json:"train_tok_per_s"`
+	Torch        string               `json:"torch"`
+	Decode       map[string][]float64 `json:"decode"`     // tokens/s per run
+	DecodeCPU    map[string][]float64 `json:"decode_cpu"` // CPU seconds per token per run
+	RMSeqPerS    []float64            `json:"rm_seq_per_s"`
+	TrainTokPerS []float64            `json:"train_tok_per_s"`
+}
+
+// median of xs (0 when empty).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// cpuSeconds is the process's user + system CPU time so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 const configJSON = `{"model_type":"llama","vocab_size":4096,"hidden_size":256,"num_hidden_layers":4,
@@ -51,8 +84,30 @@ const configJSON = `{"model_type":"llama","vocab_size":4096,"hidden_size":256,"n
 func main() {
 	threads := flag.Int("threads", runtime.NumCPU(), "intra-op threads on both sides")
 	out := flag.String("out", "", "also write the markdown table here")
+	runs := flag.Int("runs", 3, "runs per figure on each side (the median is reported)")
+	decodeOnly := flag.Bool("decode-only", false, "only the decode figures")
+	batches := flag.String("batches", "1,8,32", "decode batch sizes")
+	cpuProfile := flag.String("cpuprofile", "", "write a pprof CPU profile of the engine's decode runs here")
 	flag.Parse()
-	if err := run(*threads, *out); err != nil {
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "models bench:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		profile = f
+	}
+	var bs []int
+	for _, f := range strings.Split(*batches, ",") {
+		b, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || b <= 0 {
+			fmt.Fprintln(os.Stderr, "models bench: bad -batches", *batches)
+			os.Exit(2)
+		}
+		bs = append(bs, b)
+	}
+	if err := run(*threads, max(*runs, 1), bs, *decodeOnly, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "models bench:", err)
 		os.Exit(1)
 	}
@@ -69,12 +124,16 @@ func randomPrompts(B, L, V int, r *rand.Rand) [][]int {
 	return out
 }
 
-func run(threads int, outPath string) error {
+// profile, when set, receives a CPU profile of the engine's decode runs.
+var profile *os.File
+
+func run(threads, runs int, batches []int, decodeOnly bool, outPath string) error {
 	if err := torch.SetNumThreads(threads); err != nil {
 		return err
 	}
-	sp := spec{Threads: threads, DecodeBatches: []int{1, 8, 32}, Prompt: 16, New: 64,
-		RMBatch: 32, RMLen: 64, RMIters: 5, TrainBatch: 8, TrainLen: 64, TrainIters: 5}
+	sp := spec{Threads: threads, DecodeBatches: batches, Prompt: 16, New: 64,
+		RMBatch: 32, RMLen: 64, RMIters: 5, TrainBatch: 8, TrainLen: 64, TrainIters: 5,
+		Runs: runs, DecodeOnly: decodeOnly}
 	cfg, err := model.ParseConfig([]byte(configJSON))
 	if err != nil {
 		return err
@@ -102,33 +161,53 @@ func run(threads int, outPath string) error {
 		return err
 	}
 	r := rand.New(rand.NewSource(0))
-	goDecode := map[int]float64{}
+	goDecode, goCPU := map[int][]float64{}, map[int][]float64{}
+	prompts := map[int][][]int{}
 	for _, B := range sp.DecodeBatches {
-		prompts := randomPrompts(B, sp.Prompt, cfg.VocabSize, r)
-		if _, err := lm.Generate(prompts, model.GenerateOptions{MaxNewTokens: 4}); err != nil {
+		prompts[B] = randomPrompts(B, sp.Prompt, cfg.VocabSize, r)
+		if _, err := lm.Generate(prompts[B], model.GenerateOptions{MaxNewTokens: 4}); err != nil {
 			return err
 		}
-		t0 := time.Now()
-		if _, err := lm.Generate(prompts, model.GenerateOptions{MaxNewTokens: sp.New}); err != nil {
-			return err
-		}
-		goDecode[B] = float64(B*sp.New) / time.Since(t0).Seconds()
 	}
-	var rmRate, trainRate float64
+	if profile != nil {
+		if err := pprof.StartCPUProfile(profile); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < runs; i++ {
+		for _, B := range sp.DecodeBatches {
+			c0, t0 := cpuSeconds(), time.Now()
+			if _, err := lm.Generate(prompts[B], model.GenerateOptions{MaxNewTokens: sp.New}); err != nil {
+				return err
+			}
+			wall, cpu := time.Since(t0).Seconds(), cpuSeconds()-c0
+			goDecode[B] = append(goDecode[B], float64(B*sp.New)/wall)
+			goCPU[B] = append(goCPU[B], cpu/float64(B*sp.New))
+		}
+	}
+	if profile != nil {
+		pprof.StopCPUProfile()
+	}
+	var rmRate, trainRate []float64
 	err = torch.Try(func() {
+		if decodeOnly {
+			return
+		}
 		seqs := randomPrompts(sp.RMBatch, sp.RMLen, cfg.VocabSize, r)
 		torch.NoGrad(func() {
-			var t0 time.Time
-			for i := 0; i < sp.RMIters+2; i++ {
-				if i == 2 {
-					t0 = time.Now()
+			for run := 0; run < runs; run++ {
+				var t0 time.Time
+				for i := 0; i < sp.RMIters+2; i++ {
+					if i == 2 {
+						t0 = time.Now()
+					}
+					s := torch.NewScope()
+					b, _ := rm.NewBatch(s, seqs, 0)
+					rm.Score(b).Float32s()
+					s.Close()
 				}
-				s := torch.NewScope()
-				b, _ := rm.NewBatch(s, seqs, 0)
-				rm.Score(b).Float32s()
-				s.Close()
+				rmRate = append(rmRate, float64(sp.RMBatch*sp.RMIters)/time.Since(t0).Seconds())
 			}
-			rmRate = float64(sp.RMBatch*sp.RMIters) / time.Since(t0).Seconds()
 		})
 		lm.SetTrainable(true)
 		opt := torch.NewAdamW(lm.Tensors(), 1e-4, 0)
@@ -146,11 +225,13 @@ func run(threads int, outPath string) error {
 			opt.Step()
 		}
 		step()
-		t0 := time.Now()
-		for i := 0; i < sp.TrainIters; i++ {
-			step()
+		for run := 0; run < runs; run++ {
+			t0 := time.Now()
+			for i := 0; i < sp.TrainIters; i++ {
+				step()
+			}
+			trainRate = append(trainRate, float64(sp.TrainBatch*sp.TrainLen*sp.TrainIters)/time.Since(t0).Seconds())
 		}
-		trainRate = float64(sp.TrainBatch*sp.TrainLen*sp.TrainIters) / time.Since(t0).Seconds()
 	})
 	if err != nil {
 		return err
@@ -170,20 +251,66 @@ func run(threads int, outPath string) error {
 	info, _ := torch.Describe()
 	var md bytes.Buffer
 	fmt.Fprintf(&md, "# Models: Go engine against PyTorch for Python (CPU)\n\n")
-	fmt.Fprintf(&md, "Measured %s by `go run ./bench/models -threads %d`, %d CPUs, libtorch %s, PyTorch %s, %d intra-op threads on both sides. "+
+	fmt.Fprintf(&md, "Measured %s by `go run ./bench/models -threads %d -runs %d`, %d CPUs, libtorch %s, PyTorch %s, %d intra-op threads on both sides. "+
 		"Model: Llama-family, vocab %d, hidden %d, %d layers, %d heads / %d KV heads, %d parameters, float32, same safetensors weights on both sides.\n\n",
-		time.Now().UTC().Format("2006-01-02"), threads, runtime.NumCPU(), info.RuntimeVersion, peer.Torch, threads,
+		time.Now().UTC().Format("2006-01-02"), threads, runs, runtime.NumCPU(), info.RuntimeVersion, peer.Torch, threads,
 		cfg.VocabSize, cfg.Hidden, cfg.Layers, cfg.Heads, cfg.KVHeads, lm.NumParams())
 	fmt.Fprintf(&md, "| work | Go engine | PyTorch peer | Go / peer |\n|---|---:|---:|---:|\n")
 	for _, B := range sp.DecodeBatches {
-		p := peer.Decode[fmt.Sprint(B)]
-		fmt.Fprintf(&md, "| greedy decode, batch %d, %d+%d tokens (tokens/s) | %.0f | %.0f | %.2f |\n", B, sp.Prompt, sp.New, goDecode[B], p, goDecode[B]/p)
+		g, p := median(goDecode[B]), median(peer.Decode[fmt.Sprint(B)])
+		fmt.Fprintf(&md, "| greedy decode, batch %d, %d+%d tokens (tokens/s) | %.0f | %.0f | %.2f |\n", B, sp.Prompt, sp.New, g, p, g/p)
 	}
-	fmt.Fprintf(&md, "| reward model, batch %d x %d tokens (sequences/s) | %.1f | %.1f | %.2f |\n", sp.RMBatch, sp.RMLen, rmRate, peer.RMSeqPerS, rmRate/peer.RMSeqPerS)
-	fmt.Fprintf(&md, "| LM training step, batch %d x %d, AdamW (tokens/s) | %.0f | %.0f | %.2f |\n", sp.TrainBatch, sp.TrainLen, trainRate, peer.TrainTokPerS, trainRate/peer.TrainTokPerS)
+	if !decodeOnly {
+		g, p := median(rmRate), median(peer.RMSeqPerS)
+		fmt.Fprintf(&md, "| reward model, batch %d x %d tokens (sequences/s) | %.1f | %.1f | %.2f |\n", sp.RMBatch, sp.RMLen, g, p, g/p)
+		g, p = median(trainRate), median(peer.TrainTokPerS)
+		fmt.Fprintf(&md, "| LM training step, batch %d x %d, AdamW (tokens/s) | %.0f | %.0f | %.2f |\n", sp.TrainBatch, sp.TrainLen, g, p, g/p)
+	}
+	fmt.Fprintf(&md, "\nDecode CPU time (user + system, whole process) per generated token, median of the same runs:\n\n")
+	fmt.Fprintf(&md, "| decode | Go engine (ms CPU/token) | PyTorch peer (ms CPU/token) | peer / Go |\n|---|---:|---:|---:|\n")
+	for _, B := range sp.DecodeBatches {
+		g, p := median(goCPU[B])*1e3, median(peer.DecodeCPU[fmt.Sprint(B)])*1e3
+		fmt.Fprintf(&md, "| batch %d | %.3f | %.3f | %.2f |\n", B, g, p, p/g)
+	}
+	fmt.Fprintf(&md, "\nAll runs (tokens/s), engine: %v; peer: %v\n", fmtRuns(goDecode), fmtRuns(byBatch(peer.Decode)))
 	os.Stdout.Write(md.Bytes())
 	if outPath != "" {
 		return os.WriteFile(outPath, md.Bytes(), 0o644)
 	}
 	return nil
+}
+
+// fmtRuns prints per-batch run lists with whole tokens/s.
+func fmtRuns(m map[int][]float64) string {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	var b bytes.Buffer
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%d:[", k)
+		for j, v := range m[k] {
+			if j > 0 {
+				b.WriteString(" ")
+			}
+			fmt.Fprintf(&b, "%.0f", v)
+		}
+		b.WriteString("]")
+	}
+	return b.String()
+}
+
+// byBatch keys the peer's per-batch lists by batch size.
+func byBatch(m map[string][]float64) map[int][]float64 {
+	out := map[int][]float64{}
+	for k, v := range m {
+		var b int
+		fmt.Sscan(k, &b)
+		out[b] = v
+	}
+	return out
 }

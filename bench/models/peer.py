@@ -97,7 +97,7 @@ def decode(m, B, prompt, new):
     cap = prompt + new
     cache = [(torch.zeros(B, m.nKV, cap, m.D), torch.zeros(B, m.nKV, cap, m.D)) for _ in range(m.cfg["num_hidden_layers"])]
     with torch.no_grad():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         pos = torch.arange(prompt).expand(B, prompt)
         mask = torch.ones(prompt, prompt, dtype=torch.bool).tril()[None, None].expand(B, 1, prompt, prompt)
         h = m(ids, pos, mask, cache, 0)
@@ -107,17 +107,26 @@ def decode(m, B, prompt, new):
             mask = torch.ones(B, 1, 1, p + 1, dtype=torch.bool)
             h = m(tok, torch.full((B, 1), p), mask, cache, p)
             tok = m.logits(h[:, -1]).log_softmax(-1).argmax(-1, keepdim=True)
-        return B * new / (time.perf_counter() - t0)
+        return B * new / (time.perf_counter() - t0), (time.process_time() - c0) / (B * new)
 
 
 def main():
     lm_dir, rm_dir, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     torch.set_num_threads(spec["threads"])
-    out = {"torch": torch.__version__, "decode": {}}
+    runs = spec.get("runs", 1)
+    out = {"torch": torch.__version__, "decode": {}, "decode_cpu": {}, "rm_seq_per_s": [], "train_tok_per_s": []}
     m = Llama(lm_dir)
     for B in spec["decode_batches"]:
         decode(m, B, spec["prompt"], 4)  # warm up
-        out["decode"][str(B)] = decode(m, B, spec["prompt"], spec["new"])
+        out["decode"][str(B)], out["decode_cpu"][str(B)] = [], []
+    for _ in range(runs):
+        for B in spec["decode_batches"]:
+            rate, cpu = decode(m, B, spec["prompt"], spec["new"])
+            out["decode"][str(B)].append(rate)
+            out["decode_cpu"][str(B)].append(cpu)
+    if spec.get("decode_only"):
+        print(json.dumps(out))
+        return
     # Reward model: sequences/s at batch RB, length RL.
     rm = Llama(rm_dir)
     B, L = spec["rm_batch"], spec["rm_len"]
@@ -127,11 +136,12 @@ def main():
     with torch.no_grad():
         for _ in range(2):
             h = rm(ids, pos, mask)
-        t0 = time.perf_counter()
-        for _ in range(spec["rm_iters"]):
-            h = rm(ids, pos, mask)
-            F.linear(h[:, -1], rm.w("score.weight"))
-        out["rm_seq_per_s"] = B * spec["rm_iters"] / (time.perf_counter() - t0)
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            for _ in range(spec["rm_iters"]):
+                h = rm(ids, pos, mask)
+                F.linear(h[:, -1], rm.w("score.weight"))
+            out["rm_seq_per_s"].append(B * spec["rm_iters"] / (time.perf_counter() - t0))
     # Training step: forward, next-token loss, backward, AdamW.
     B, L = spec["train_batch"], spec["train_len"]
     ids = torch.randint(0, m.cfg["vocab_size"], (B, L))
@@ -147,10 +157,11 @@ def main():
         opt.step()
 
     step()
-    t0 = time.perf_counter()
-    for _ in range(spec["train_iters"]):
-        step()
-    out["train_tok_per_s"] = B * L * spec["train_iters"] / (time.perf_counter() - t0)
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        for _ in range(spec["train_iters"]):
+            step()
+        out["train_tok_per_s"].append(B * L * spec["train_iters"] / (time.perf_counter() - t0))
     print(json.dumps(out))
 
 

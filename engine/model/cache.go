@@ -9,6 +9,7 @@ type KVCache struct {
 	layers   []layerCache
 	len      int64
 	capacity int64
+	pending  int64 // positions the forward in progress appends (begin)
 }
 
 type layerCache struct {
@@ -32,21 +33,18 @@ func (m *Transformer) NewKVCache(batch, capacity int64) *KVCache {
 // Len is the number of cached positions.
 func (c *KVCache) Len() int64 { return c.len }
 
-// append writes k, v [B, nKV, L, D] at the current length and returns views
-// of everything cached so far, including them.
-func (l *layerCache) append(c *KVCache, k, v *torch.Tensor) (*torch.Tensor, *torch.Tensor) {
-	n := k.Size(2)
+// begin makes room for the n positions a forward appends at Len (each
+// layer's attention writes its keys and values there, torch.GQAttention);
+// advance moves Len past them once every layer has.
+func (c *KVCache) begin(n int64) {
 	if c.len+n > c.capacity {
 		panic(&torch.Error{Op: "KVCache", Code: torch.CodeInvalid,
 			Msg: "cache full: " + itoa(c.len) + " + " + itoa(n) + " tokens exceed capacity " + itoa(c.capacity)})
 	}
-	l.k.CopyInto(2, c.len, k)
-	l.v.CopyInto(2, c.len, v)
-	// The views join k's scope (the step's), so they are freed with it.
-	return k.Scope().Own(l.k.Narrow(2, 0, c.len+n)), k.Scope().Own(l.v.Narrow(2, 0, c.len+n))
+	c.pending = n
 }
 
-func (c *KVCache) advance(n int64) { c.len += n }
+func (c *KVCache) advance() { c.len, c.pending = c.len+c.pending, 0 }
 
 // Close frees the buffers.
 func (c *KVCache) Close() {

@@ -68,32 +68,28 @@ func decodeCalls(t *testing.T, layers int) int64 {
 // calls on the decode hot path must update these numbers consciously.
 //
 // One Llama layer with a KV cache (grouped-query attention with 2 query
-// heads per KV head, no biases, no q/k norm, plain RoPE, SwiGLU) makes 60
-// calls, from a trace of the op names (a shape query is tensor_info +
-// tensor_shape, 2 calls, the first time a result's Size is read):
+// heads per KV head, no biases, no q/k norm, plain RoPE, SwiGLU) makes 10
+// calls (60 before the fused model ops of torch/model_ops.go):
 //
 //	RMSNorm before attention                                    1
-//	q, k, v: Linear, heads() = shape query, Reshape, Transpose  3 × 5 = 15
-//	rotate() of q and k: 2 Narrow, Neg, Cat, 2 Mul, Add         2 × 7 = 14
-//	KV append: shape query of k, 2 CopyInto, 2 Narrow (views)   6
-//	repeatKV of k and v: shape query, Unsqueeze, Expand, Reshape 2 × 5 = 10
-//	Attention                                                   1
-//	merge(): Transpose, shape query, Reshape                    4
+//	q, k, v: Linear                                             3
+//	GQAttention: heads, RoPE of q and k, KV-cache append,       1
+//	  grouped attention over the cache, merged heads
 //	o projection Linear, residual Add                           2
 //	RMSNorm before the MLP                                      1
-//	gate Linear, Silu, up Linear, Mul, down Linear              5
+//	GatedMLP: gate, SiLU, up, product, down                     1
 //	residual Add                                                1
 //
-// Outside the layers, 8: Embedding of the ids; RoPE tables (Embedding and
-// Unsqueeze of cos and of sin, 4); the shape query of ids for the cache's
-// advance (2); the final RMSNorm.
+// Outside the layers, 5 (8 before): Embedding of the ids; RopeGather of the
+// cos and sin tables (1); the shape query of ids for the cache's begin (2,
+// tensor_info + tensor_shape); the final RMSNorm.
 func TestNativeCallsPerDecodeLayer(t *testing.T) {
 	c1, c2, c3 := decodeCalls(t, 1), decodeCalls(t, 2), decodeCalls(t, 3)
 	perLayer := c2 - c1
 	if c3-c2 != perLayer {
 		t.Fatalf("native calls per layer are not constant: 1 layer %d, 2 layers %d, 3 layers %d", c1, c2, c3)
 	}
-	const wantPerLayer, wantOutside = 60, 8
+	const wantPerLayer, wantOutside = 10, 5
 	if perLayer != wantPerLayer || c1-perLayer != wantOutside {
 		t.Fatalf("one cached decode step makes %d native calls per layer and %d outside the layers, pinned %d and %d: "+
 			"update the pins and the breakdown in the comment if the change is meant", perLayer, c1-perLayer, wantPerLayer, wantOutside)

@@ -246,13 +246,15 @@ func (m *Transformer) gemma3Forward(ids, pos, mask *torch.Tensor, cache *KVCache
 	eps := m.Cfg.NormEps
 	x := torch.Embedding(m.wte, ids).MulScalar(m.embedScale)
 	cosG, sinG := m.ropeFor(pos)
-	cosL := torch.Embedding(m.localCos, pos).Unsqueeze(1)
-	sinL := torch.Embedding(m.localSin, pos).Unsqueeze(1)
+	cosL, sinL := torch.RopeGather(m.localCos, m.localSin, pos) // [B, 1, L, head_dim]
 	// mask is [B, 1, Lq, Lk] for queries at the last Lq of Lk columns: query
 	// row i sits at column i+off. Keeping keys with column j > i+off-W is
 	// keeping the diagonals j-i >= off-W+1.
 	off := mask.Size(3) - mask.Size(2)
 	localMask := mask.Triu(off - int64(m.Cfg.SlidingWindow) + 1)
+	if cache != nil {
+		cache.begin(ids.Size(1)) // room for L more positions
+	}
 	for i, b := range m.blocks {
 		var kv *layerCache
 		if cache != nil {
@@ -268,7 +270,7 @@ func (m *Transformer) gemma3Forward(ids, pos, mask *torch.Tensor, cache *KVCache
 		x = x.Add(gemmaNorm(h, b.postFFW, eps))
 	}
 	if cache != nil {
-		cache.advance(ids.Size(1))
+		cache.advance()
 	}
 	return gemmaNorm(x, m.normW, eps)
 }

@@ -435,7 +435,7 @@ func (m *Transformer) ropeFor(pos *torch.Tensor) (cos, sin *torch.Tensor) {
 			return c, s
 		}
 	}
-	return torch.Embedding(m.ropeCos, pos).Unsqueeze(1), torch.Embedding(m.ropeSin, pos).Unsqueeze(1)
+	return torch.RopeGather(m.ropeCos, m.ropeSin, pos) // [B, 1, L, rotary dim]
 }
 
 // dynamicTables computes cos and sin for a forward whose sequence length

@@ -241,6 +241,9 @@ func (m *Transformer) Forward(ids, pos, mask *torch.Tensor, cache *KVCache) *tor
 	if m.Cfg.Family == Llama {
 		cos, sin = m.ropeFor(pos) // [B, 1, L, rotary dim]
 	}
+	if cache != nil {
+		cache.begin(ids.Size(1)) // room for L more positions
+	}
 	for i, b := range m.blocks {
 		var kv *layerCache
 		if cache != nil {
@@ -255,7 +258,7 @@ func (m *Transformer) Forward(ids, pos, mask *torch.Tensor, cache *KVCache) *tor
 		}
 	}
 	if cache != nil {
-		cache.advance(ids.Size(1))
+		cache.advance()
 	}
 	if m.Cfg.Family == GPT2 {
 		return torch.LayerNorm(x, m.normW, m.normB, m.Cfg.NormEps)
@@ -279,26 +282,31 @@ func (m *Transformer) OutputWeight() *torch.Tensor {
 	return m.wte
 }
 
-// heads reshapes [B, L, n*D] to [B, n, L, D].
-func heads(x *torch.Tensor, n, d int64) *torch.Tensor {
-	return x.Reshape(x.Size(0), x.Size(1), n, d).Transpose(1, 2)
-}
-
-// merge reshapes [B, n, L, D] back to [B, L, n*D].
-func merge(x *torch.Tensor) *torch.Tensor {
-	return x.Transpose(1, 2).Reshape(x.Size(0), x.Size(2), -1)
+// attend is attention over the projections q [B, L, nH*D], k, v
+// [B, L, nKV*D] (or [B, L, n, D]), in one native call (torch.GQAttention):
+// split into heads, rotate q and k with cos, sin (nil: no rotation), append
+// k, v to the layer's cache (nil: none) and attend over everything cached,
+// each KV head serving nH/nKV query heads, softmax(q kᵀ·scale + mask) v, and
+// merge the heads back to [B, L, nH*D]. scale 0 means 1/sqrt(head_dim).
+func (m *Transformer) attend(q, k, v, cos, sin, mask *torch.Tensor, kv *layerCache, c *KVCache, nKV int64, scale float64) *torch.Tensor {
+	var kc, vc *torch.Tensor
+	var start int64
+	if kv != nil {
+		kc, vc, start = kv.k, kv.v, c.len
+	}
+	spec := torch.AttentionSpec{Heads: int64(m.Cfg.Heads), KVHeads: nKV, HeadDim: int64(m.Cfg.HeadDim), Scale: scale}
+	if cos != nil {
+		spec.RotaryDim = int64(m.Cfg.RotaryDim())
+	}
+	return torch.GQAttention(q, k, v, cos, sin, kc, vc, start, mask, spec)
 }
 
 func (m *Transformer) gpt2Attention(b *block, x, mask *torch.Tensor, kv *layerCache, c *KVCache) *torch.Tensor {
-	H, nH, D := int64(m.Cfg.Hidden), int64(m.Cfg.Heads), int64(m.Cfg.HeadDim)
-	qkv := m.linear(x, b.qkvW, b.qkvB)
-	q := heads(qkv.Narrow(-1, 0, H), nH, D)
-	k := heads(qkv.Narrow(-1, H, H), nH, D)
-	v := heads(qkv.Narrow(-1, 2*H, H), nH, D)
-	if kv != nil {
-		k, v = kv.append(c, k, v)
-	}
-	return m.linear(merge(torch.Attention(q, k, v, mask, false, 0)), b.oW, b.oB)
+	H, nH := int64(m.Cfg.Hidden), int64(m.Cfg.Heads)
+	qkv := m.linear(x, b.qkvW, b.qkvB) // [B, L, 3H]
+	q, k, v := qkv.Narrow(-1, 0, H), qkv.Narrow(-1, H, H), qkv.Narrow(-1, 2*H, H)
+	out := m.attend(q, k, v, nil, nil, mask, kv, c, nH, 0) // [B, L, H]
+	return m.linear(out, b.oW, b.oB)
 }
 
 func (m *Transformer) gpt2MLP(b *block, x *torch.Tensor) *torch.Tensor {
@@ -312,65 +320,64 @@ func (m *Transformer) gpt2MLP(b *block, x *torch.Tensor) *torch.Tensor {
 	return m.linear(h, b.projW, b.projB)
 }
 
-// rotate applies rotary embeddings: x*cos + rotate_half(x)*sin over the
-// first rd of x's d (head) dimensions (all of them unless
-// partial_rotary_factor is set); the rest pass through unchanged. rd and d
-// come from the config, sparing two shape queries per call.
-func rotate(x, cos, sin *torch.Tensor, rd, d int64) *torch.Tensor {
-	if rd < d {
-		return torch.Cat([]*torch.Tensor{rotate(x.Narrow(-1, 0, rd), cos, sin, rd, rd), x.Narrow(-1, rd, d-rd)}, -1)
-	}
-	half := d / 2
-	x1, x2 := x.Narrow(-1, 0, half), x.Narrow(-1, half, half)
-	rotated := torch.Cat([]*torch.Tensor{x2.Neg(), x1}, -1)
-	return x.Mul(cos).Add(rotated.Mul(sin))
-}
-
-// repeatKV expands [B, nKV, T, D] to [B, nKV*rep, T, D] for grouped-query attention.
-func repeatKV(x *torch.Tensor, rep int64) *torch.Tensor {
-	if rep == 1 {
-		return x
-	}
-	B, nKV, T, D := x.Size(0), x.Size(1), x.Size(2), x.Size(3)
-	return x.Unsqueeze(2).Expand(B, nKV, rep, T, D).Reshape(B, nKV*rep, T, D)
-}
-
 func (m *Transformer) llamaAttention(b *block, x, cos, sin, mask *torch.Tensor, kv *layerCache, c *KVCache) *torch.Tensor {
 	nH, nKV, D := int64(m.Cfg.Heads), int64(m.Cfg.KVHeads), int64(m.Cfg.HeadDim)
-	q := heads(m.linear(x, b.qW, b.qB), nH, D)
-	k := heads(m.linear(x, b.kW, b.kB), nKV, D)
-	v := heads(m.linear(x, b.vW, b.vB), nKV, D)
-	scale := 0.0 // 1/sqrt(head_dim)
-	switch {
-	case m.Cfg.Gemma3:
-		q = gemmaNorm(q, b.qNorm, m.Cfg.NormEps)
-		k = gemmaNorm(k, b.kNorm, m.Cfg.NormEps)
-		scale = 1 / math.Sqrt(m.Cfg.QueryPreAttnScalar)
-	case m.Cfg.QKNorm:
-		q = torch.RMSNorm(q, b.qNorm, m.Cfg.NormEps)
-		k = torch.RMSNorm(k, b.kNorm, m.Cfg.NormEps)
+	q := m.linear(x, b.qW, b.qB) // [B, L, nH*D]
+	k := m.linear(x, b.kW, b.kB) // [B, L, nKV*D]
+	v := m.linear(x, b.vW, b.vB) // [B, L, nKV*D]
+	scale := 0.0                 // 1/sqrt(head_dim)
+	if m.Cfg.Gemma3 || m.Cfg.QKNorm {
+		// Each head's q and k normalised over D: [B, L, n, D].
+		B, L := x.Size(0), x.Size(1)
+		q, k = q.Reshape(B, L, nH, D), k.Reshape(B, L, nKV, D)
+		if m.Cfg.Gemma3 {
+			q, k = gemmaNorm(q, b.qNorm, m.Cfg.NormEps), gemmaNorm(k, b.kNorm, m.Cfg.NormEps)
+			scale = 1 / math.Sqrt(m.Cfg.QueryPreAttnScalar)
+		} else {
+			q, k = torch.RMSNorm(q, b.qNorm, m.Cfg.NormEps), torch.RMSNorm(k, b.kNorm, m.Cfg.NormEps)
+		}
 	}
-	rd := int64(m.Cfg.RotaryDim())
-	q, k = rotate(q, cos, sin, rd, D), rotate(k, cos, sin, rd, D)
-	if kv != nil {
-		k, v = kv.append(c, k, v)
-	}
-	rep := nH / nKV
-	out := torch.Attention(q, repeatKV(k, rep), repeatKV(v, rep), mask, false, scale)
-	return m.linear(merge(out), b.oW, nil)
+	out := m.attend(q, k, v, cos, sin, mask, kv, c, nKV, scale) // [B, L, nH*D]
+	return m.linear(out, b.oW, nil)
 }
 
 // gatedMLP is down(act(gate(x)) * up(x)) with the config's activation
-// (SwiGLU for silu, GeGLU for Gemma's gelu_pytorch_tanh).
+// (SwiGLU for silu, GeGLU for Gemma's gelu_pytorch_tanh): [B, L, H] ->
+// [B, L, I] -> [B, L, H]. Without adapters on its projections it is one
+// native call (torch.GatedMLP).
 func (m *Transformer) gatedMLP(b *block, x *torch.Tensor) *torch.Tensor {
-	g := m.linear(x, b.gateW, nil)
+	act := torch.ActSilu
 	switch m.Cfg.HiddenAct {
 	case "gelu":
-		g = g.Gelu()
+		act = torch.ActGelu
 	case "gelu_new", "gelu_pytorch_tanh":
+		act = torch.ActGeluTanh
+	}
+	if !m.adapted(b.gateW, b.upW, b.downW) {
+		return torch.GatedMLP(x, b.gateW, b.upW, b.downW, act)
+	}
+	g := m.linear(x, b.gateW, nil)
+	switch act {
+	case torch.ActGelu:
+		g = g.Gelu()
+	case torch.ActGeluTanh:
 		g = g.GeluTanh()
-	default: // silu
+	default:
 		g = g.Silu()
 	}
 	return m.linear(g.Mul(m.linear(x, b.upW, nil)), b.downW, nil)
+}
+
+// adapted reports whether linear would put an active LoRA adapter on any of
+// the projections ws.
+func (m *Transformer) adapted(ws ...*torch.Tensor) bool {
+	if m.lora == nil || m.lora.off {
+		return false
+	}
+	for _, w := range ws {
+		if m.lora.byWeight[w] != nil {
+			return true
+		}
+	}
+	return false
 }

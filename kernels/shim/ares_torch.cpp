@@ -239,6 +239,28 @@ ares_status *ares_internal_status(int32_t code, const std::string &msg) {
 ares_status *ares_internal_current_exception_status() { return status_from_current_exception(); }
 void ares_internal_sync_threads() { sync_threads(); }
 
+at::Tensor ares_internal_sdpa(const at::Tensor &Q, const at::Tensor &K, const at::Tensor &V,
+                              const at::Tensor &mask, bool is_causal, double scale) {
+  if (Q.dim() < 2) throw invalid_arg("query needs at least 2 dimensions");
+  double s = scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(Q.size(-1)));
+  at::Tensor m = mask;
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 1 || TORCH_VERSION_MAJOR >= 3
+  // libtorch's causal flag aligns the mask to the top-left corner; with a
+  // KV cache (Lq < Lk) we need bottom-right alignment, so build the mask.
+  if (is_causal && Q.size(-2) != K.size(-2)) {
+    int64_t lq = Q.size(-2), lk = K.size(-2);
+    auto causal = at::ones({lq, lk}, Q.options().dtype(at::kBool)).tril(lk - lq);
+    m = m.defined() ? at::logical_and(m, causal) : causal;
+    is_causal = false;
+  }
+  c10::optional<at::Tensor> om;
+  if (m.defined()) om = m;
+  return at::scaled_dot_product_attention(Q, K, V, om, 0.0, is_causal, s);
+#else
+  return sdpa_composed(Q, K, V, m, is_causal, s);
+#endif
+}
+
 extern "C" {
 
 int32_t ares_status_code(const ares_status *s) { return s ? s->code : ARES_OK; }
@@ -986,28 +1008,9 @@ ares_status *ares_sdpa(ares_tensor q, ares_tensor k, ares_tensor v, ares_tensor 
                        int32_t is_causal, double scale, ares_tensor *out) {
   return guard([&] {
     check_out(out);
-    const auto &Q = T(q, "query");
-    const auto &K = T(k, "key");
-    const auto &V = T(v, "value");
-    if (Q.dim() < 2) throw invalid_arg("query needs at least 2 dimensions");
-    double s = scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(Q.size(-1)));
     at::Tensor m;
     if (mask) m = mask->t;
-#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 1 || TORCH_VERSION_MAJOR >= 3
-    // libtorch's causal flag aligns the mask to the top-left corner; with a
-    // KV cache (Lq < Lk) we need bottom-right alignment, so build the mask.
-    if (is_causal && Q.size(-2) != K.size(-2)) {
-      int64_t lq = Q.size(-2), lk = K.size(-2);
-      auto causal = at::ones({lq, lk}, Q.options().dtype(at::kBool)).tril(lk - lq);
-      m = m.defined() ? at::logical_and(m, causal) : causal;
-      is_causal = 0;
-    }
-    c10::optional<at::Tensor> om;
-    if (m.defined()) om = m;
-    *out = wrap(at::scaled_dot_product_attention(Q, K, V, om, 0.0, is_causal != 0, s));
-#else
-    *out = wrap(sdpa_composed(Q, K, V, m, is_causal != 0, s));
-#endif
+    *out = wrap(ares_internal_sdpa(T(q, "query"), T(k, "key"), T(v, "value"), m, is_causal != 0, scale));
   });
 }
 

@@ -22,5 +22,9 @@ ares_status *ares_internal_status(int32_t code, const std::string &msg);
 ares_status *ares_internal_current_exception_status();
 // Applies the intra-op thread count (ares_set_num_threads) to the calling thread.
 void ares_internal_sync_threads();
+// Scaled dot-product attention exactly as ares_sdpa computes it (mask may be
+// undefined; scale <= 0 means 1/sqrt(D)); for the fused model ops.
+at::Tensor ares_internal_sdpa(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                              const at::Tensor &mask, bool is_causal, double scale);
 
 #endif  // ARES_SHIM_INTERNAL_H
