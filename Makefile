@@ -212,6 +212,13 @@ $(REFS_STAMP):
 test: deps
 	@$(MAKE) --no-print-directory refs shim cuda-check cuda-emu-test
 	@$(MAKE) --no-print-directory vet gotest gotest-emu
+	@# The race detector on the packages that run goroutines: whole for the
+	@# checkpoint writer/reader, judges, launcher and internal helpers; the
+	@# concurrent tests only where the rest is slow under -race (about 70 s
+	@# on 2 cores with a warm build cache).
+	$(GO) test -race -short -count=1 ./checkpoints/... ./engine/judge ./engine/dist ./internal/...
+	$(GO) test -race -short -count=1 -run 'TestEncodeBatch|TestTrainDeterministic|TestTrainChunking|TestTrainSaveLoad|TestStreams|TestStore|TestCollectives|TestPeerGone|TestCollectiveTimesOut|TestThreadCountOnEveryOSThread|TestInjectFailure|TestInterruptDataParallel|TestInterruptThenResume|TestPanicExitsOne|TestSignalExitCodes|TestSFTInterruptAndResume' \
+	  ./tokenizer ./engine/torch ./engine/train ./cmd/ares
 
 demo: deps
 	@$(MAKE) --no-print-directory ares

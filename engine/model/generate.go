@@ -69,7 +69,7 @@ func (m *Transformer) generate(prompts [][]int, Lp int, o GenerateOptions, stop 
 	B := len(prompts)
 	gen := torch.NewGenerator(o.Seed, m.Device)
 	defer gen.Close()
-	cache := m.NewKVCache(int64(B), int64(Lp+o.MaxNewTokens))
+	cache := m.newGenerationCache(int64(B), int64(Lp+o.MaxNewTokens))
 	defer cache.Close()
 
 	// Left-padded prompt block.
@@ -91,9 +91,12 @@ func (m *Transformer) generate(prompts [][]int, Lp int, o GenerateOptions, stop 
 	}
 	done := make([]bool, B)
 	s := torch.NewScope()
+	// The step's scope is closed on every path: a failed op panics out of
+	// here, and the tensors of the step it failed in must not outlive it.
+	defer func() { s.Close() }()
 	logits := m.step(s, cache, ids, pos, valid, Lp)
 	for t := 0; t < o.MaxNewTokens; t++ {
-		tok, lp := m.sample(s, logits, o, gen)
+		tok, lp := m.sample(s, logits, int64(B), o, gen)
 		s.Close()
 		alive := false
 		for b := 0; b < B; b++ {
@@ -122,28 +125,67 @@ func (m *Transformer) generate(prompts [][]int, Lp int, o GenerateOptions, stop 
 	}
 }
 
+// newGenerationCache is NewKVCache for generate: when an allocation fails
+// (out of memory), it frees the buffers of the layers already allocated
+// before the failure propagates.
+func (m *Transformer) newGenerationCache(batch, capacity int64) (c *KVCache) {
+	ok := false
+	partial := &KVCache{layers: make([]layerCache, m.Cfg.Layers)}
+	defer func() {
+		if !ok {
+			partial.Close() // nil tensors close as no-ops
+		}
+	}()
+	nKV, D := int64(m.Cfg.KVHeads), int64(m.Cfg.HeadDim)
+	if m.Cfg.Family == GPT2 {
+		nKV = int64(m.Cfg.Heads)
+	}
+	for i := range partial.layers {
+		partial.layers[i].k = torch.Zeros([]int64{batch, nKV, capacity, D}, m.DType, m.Device)
+		partial.layers[i].v = torch.Zeros([]int64{batch, nKV, capacity, D}, m.DType, m.Device)
+	}
+	partial.capacity = capacity
+	ok = true
+	return partial
+}
+
 // step runs the model on the next block of n tokens per sequence and
 // returns the float32 logits of the last one, [B, V].
 func (m *Transformer) step(s *torch.Scope, cache *KVCache, ids, pos []int64, valid [][]bool, n int) *torch.Tensor {
 	B := int64(len(valid))
-	idsT := s.Own(torch.FromSlice(ids, B, int64(n))).ToDevice(m.Device)
-	posT := s.Own(torch.FromSlice(pos[:int(B)*n], B, int64(n))).ToDevice(m.Device)
-	mask := s.Own(attentionMask(valid, n)).ToDevice(m.Device)
-	h := m.Forward(idsT, posT, mask, cache)
-	return m.Logits(h.Narrow(1, int64(n-1), 1)).Reshape(B, -1).To(torch.Float32)
+	idsT := m.toDevice(s.Own(torch.FromSlice(ids, B, int64(n))))            // [B, n]
+	posT := m.toDevice(s.Own(torch.FromSlice(pos[:int(B)*n], B, int64(n)))) // [B, n]
+	mask := m.toDevice(s.Own(attentionMask(valid, n)))                      // [B, 1, n, Lk]
+	h := m.Forward(idsT, posT, mask, cache)                                 // [B, n, H]
+	if n > 1 {
+		h = h.Narrow(1, int64(n-1), 1) // [B, 1, H]: the last position
+	}
+	logits := m.Logits(h).Reshape(B, -1) // [B, V]
+	if m.DType != torch.Float32 {
+		logits = logits.To(torch.Float32)
+	}
+	return logits
 }
 
-// sample draws the next token of every row of logits and returns it with its
-// log-probability under the unmodified distribution.
-func (m *Transformer) sample(s *torch.Scope, logits *torch.Tensor, o GenerateOptions, g *torch.Generator) ([]int64, []float32) {
-	B := logits.Size(0)
+// toDevice moves a tensor made on the host to the model's device (a no-op,
+// and no native call, for a model on the CPU).
+func (m *Transformer) toDevice(t *torch.Tensor) *torch.Tensor {
+	if m.Device == torch.CPU {
+		return t
+	}
+	return t.ToDevice(m.Device)
+}
+
+// sample draws the next token of every row of logits [B, V] and returns it
+// with its log-probability under the unmodified distribution.
+func (m *Transformer) sample(s *torch.Scope, logits *torch.Tensor, B int64, o GenerateOptions, g *torch.Generator) ([]int64, []float32) {
 	logp := logits.LogSoftmax(-1)
 	var tok *torch.Tensor
 	if o.Temperature <= 0 {
 		tok = logits.ArgMax(-1, true)
 	} else {
 		z := logits.DivScalar(o.Temperature)
-		if o.TopK > 0 && int64(o.TopK) < z.Size(-1) {
+		if o.TopK > 0 && o.TopK < m.Cfg.VocabSize {
 			vals, _ := z.TopK(int64(o.TopK), -1, true)
 			kth := vals.Narrow(-1, int64(o.TopK-1), 1)
 			z = z.MaskedFill(z.Lt(kth), math.Inf(-1))

@@ -353,16 +353,18 @@ func heldoutLoss(pol *Policy, ex []Example) (float64, error) {
 	// Similar lengths share a batch: less padding, the same sums.
 	idx := byLength(len(ex), func(i int) int { return len(e.prompt[i]) + len(e.response[i]) })
 	var sum, count float64
+	var seqErr error
 	err := torch.Try(func() {
 		torch.NoGrad(func() {
-			for lo := 0; lo < len(idx); lo += 64 {
+			for lo := 0; lo < len(idx) && seqErr == nil; lo += 64 {
 				ps, rs := subset(e, idx[lo:min(lo+64, len(idx))])
 				func() {
 					s := torch.NewScope()
 					defer s.Close()
 					q, err := Sequences(s, pol.M, pol.C, ps, rs)
 					if err != nil {
-						panic(&torch.Error{Op: "heldout", Code: torch.CodeInvalid, Msg: err.Error()})
+						seqErr = err // returned as is, so that its chain is kept
+						return
 					}
 					sum -= pol.M.TokenLogProbs(q.Batch).Mul(q.Mask).Sum().Item()
 					count += q.Mask.Sum().Item()
@@ -370,6 +372,9 @@ func heldoutLoss(pol *Policy, ex []Example) (float64, error) {
 			}
 		})
 	})
+	if err == nil {
+		err = seqErr
+	}
 	if err != nil {
 		return 0, fmt.Errorf("held-out loss: %w", err)
 	}

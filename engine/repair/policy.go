@@ -99,18 +99,28 @@ func RepairPolicy(pol, ref, rm *model.Transformer, c *Codec, data PolicyData, o 
 			return nil, err
 		}
 	}
-	groups := []*train.Group{modelGroup("policy", pol, o.Optim)}
+	var groups []*train.Group
+	defer func() { closeGroups(groups) }()
+	g, err := modelGroup("policy", pol, o.Optim)
+	if err != nil {
+		return nil, fmt.Errorf("policy repair: %w", err)
+	}
+	groups = append(groups, g)
 	if joint != nil {
 		ro := joint.Repair.Optim
 		ro.Steps = o.Steps
-		groups = append(groups, modelGroup("rm", joint.M, ro))
-	} else {
-		rm.SetTrainable(false)
+		if g, err = modelGroup("rm", joint.M, ro); err != nil {
+			return nil, fmt.Errorf("policy repair: %w", err)
+		}
+		groups = append(groups, g)
+	} else if err := setTrainable(rm, false); err != nil {
+		return nil, fmt.Errorf("policy repair: %w", err)
 	}
 	if ref != pol {
-		ref.SetTrainable(false)
+		if err := setTrainable(ref, false); err != nil {
+			return nil, fmt.Errorf("policy repair: %w", err)
+		}
 	}
-	defer closeGroups(groups)
 	harm := encodeExamples(c, data.Harmful)
 	replay := encodeExamples(c, data.Replay)
 	rmA := &RM{M: rm, C: c}
@@ -272,6 +282,7 @@ func makeRollout(pol, ref *model.Transformer, rm *RM, c *Codec, data PolicyData,
 		sum += rewards[i]
 	}
 	ro.rewardMean = sum / float64(len(rewards))
+	var seqErr error
 	t.Phase("reference", func() {
 		err = torch.Try(func() {
 			torch.NoGrad(func() {
@@ -279,7 +290,8 @@ func makeRollout(pol, ref *model.Transformer, rm *RM, c *Codec, data PolicyData,
 				defer s.Close()
 				q, e := Sequences(s, pol, c, ro.prompts, ro.responses)
 				if e != nil {
-					panic(&torch.Error{Op: "rollout", Code: torch.CodeInvalid, Msg: e.Error()})
+					seqErr = fmt.Errorf("rollout: %w", e) // keeps the chain
+					return
 				}
 				ro.width = int(q.Mask.Size(1))
 				ro.old = pol.TokenLogProbs(q.Batch).To(torch.Float32).Float32s()
@@ -292,5 +304,8 @@ func makeRollout(pol, ref *model.Transformer, rm *RM, c *Codec, data PolicyData,
 			})
 		})
 	})
+	if err == nil {
+		err = seqErr
+	}
 	return ro, err
 }

@@ -49,7 +49,11 @@ func TrainRM(m *model.Transformer, c *Codec, data []Pair, o Optim, bt loss.BTOpt
 		return nil, err
 	}
 	e := encodePairs(c, data)
-	groups := []*train.Group{modelGroup("rm", m, o)}
+	g, err := modelGroup("rm", m, o)
+	if err != nil {
+		return nil, fmt.Errorf("rm: %w", err)
+	}
+	groups := []*train.Group{g}
 	defer closeGroups(groups)
 	return runTrainer(io, o, groups, seed, []*model.Transformer{m}, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
 		idx := pick(stepRand(seed, step, micro), len(data), o.Batch)
@@ -92,7 +96,11 @@ func RepairRM(m *model.Transformer, c *Codec, repairPairs, replay []Pair, o RMRe
 	if err != nil {
 		return nil, err
 	}
-	groups := []*train.Group{modelGroup("rm", m, o.Optim)}
+	g, err := modelGroup("rm", m, o.Optim)
+	if err != nil {
+		return nil, fmt.Errorf("rm repair: %w", err)
+	}
+	groups := []*train.Group{g}
 	defer closeGroups(groups)
 	return runTrainer(io, o.Optim, groups, seed, []*model.Transformer{m}, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
 		var l *torch.Tensor

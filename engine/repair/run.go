@@ -72,16 +72,24 @@ func (io RunIO) checkDivisible(what string, n int) error {
 // modelGroup is what training updates of m (every parameter, or with LoRA
 // adapters only the adapters and the modules to save) with its optimizer:
 // only these carry gradients, optimizer state, checkpoint entries and
-// data-parallel all-reduces.
-func modelGroup(name string, m *model.Transformer, o Optim) *train.Group {
+// data-parallel all-reduces. A failure to set it up (an out-of-memory
+// allocating the optimizer state) is an error, with nothing left allocated.
+func modelGroup(name string, m *model.Transformer, o Optim) (*train.Group, error) {
 	ps := m.Trainable()
 	names := make([]string, len(ps))
 	ts := make([]*torch.Tensor, len(ps))
 	for i, p := range ps {
 		names[i], ts[i] = p.Name, p.T
 	}
-	m.SetTrainable(true)
-	return train.NewGroup(name, names, ts, o.schedule(), o.WeightDecay, o.Clip)
+	if err := torch.Try(func() { m.SetTrainable(true) }); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return train.MakeGroup(name, names, ts, o.schedule(), o.WeightDecay, o.Clip)
+}
+
+// setTrainable is SetTrainable with a failure returned as an error.
+func setTrainable(m *model.Transformer, on bool) error {
+	return torch.Try(func() { m.SetTrainable(on) })
 }
 
 // runTrainer builds the trainer, resumes if asked, and runs step.

@@ -103,6 +103,9 @@ func NativeCalls() int64 { return nativeCalls.Load() }
 // check converts a status from the shim into a panic with a *Error.
 func check(op string, st *C.ares_status) {
 	nativeCalls.Add(1)
+	if e := injected(op, st != nil); e != nil {
+		panic(e)
+	}
 	if st == nil {
 		return
 	}
@@ -114,6 +117,9 @@ func check(op string, st *C.ares_status) {
 // statusErr converts a status into an error without panicking.
 func statusErr(op string, st *C.ares_status) error {
 	nativeCalls.Add(1)
+	if e := injected(op, st != nil); e != nil {
+		return e
+	}
 	if st == nil {
 		return nil
 	}

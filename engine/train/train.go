@@ -323,8 +323,8 @@ func (tr *Trainer) oneStep(ctx context.Context, step StepFunc) (map[string]any, 
 	sums := map[string]float64{}
 	var lossSum float64
 	finite := true
-	for _, g := range tr.Groups {
-		g.Opt.ZeroGrad()
+	if err := tr.zeroGrad(); err != nil {
+		return nil, fmt.Errorf("step %d: %w", tr.Step, err)
 	}
 	for mi := 0; mi < tr.Cfg.Accum; mi++ {
 		var err error
@@ -399,8 +399,8 @@ func (tr *Trainer) oneStep(ctx context.Context, step StepFunc) (map[string]any, 
 	if err != nil {
 		return nil, fmt.Errorf("step %d: %w", tr.Step, err)
 	}
-	for _, g := range tr.Groups {
-		g.Opt.ZeroGrad()
+	if err := tr.zeroGrad(); err != nil {
+		return nil, fmt.Errorf("step %d: %w", tr.Step, err)
 	}
 	if !finite {
 		tr.NonFiniteRun++
@@ -418,6 +418,16 @@ func (tr *Trainer) oneStep(ctx context.Context, step StepFunc) (map[string]any, 
 	}
 	rec["time/step"] = time.Since(t0).Seconds()
 	return rec, nil
+}
+
+// zeroGrad drops every group's gradients; a failure is an error, not a
+// panic out of the step.
+func (tr *Trainer) zeroGrad() error {
+	return torch.Try(func() {
+		for _, g := range tr.Groups {
+			g.Opt.ZeroGrad()
+		}
+	})
 }
 
 // MarshalMetrics encodes one metrics record as a JSON object. JSON has no

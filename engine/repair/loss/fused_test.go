@@ -128,3 +128,64 @@ func TestFusedLogProbsEqualPlain(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenLogProbsRouting: model.TokenLogProbs takes the fused path from
+// model.FusedLogitsMin logits up and the plain path below, told apart by
+// their native calls (the same code makes the same calls, once the
+// parameters' shapes are cached).
+func TestTokenLogProbsRouting(t *testing.T) {
+	const js = `{"model_type":"llama","vocab_size":%d,"hidden_size":16,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"intermediate_size":32,"max_position_embeddings":64,"tie_word_embeddings":true}`
+	seqs := make([][]int, 3)
+	for i := range seqs {
+		for j := range 25 {
+			seqs[i] = append(seqs[i], (i*31+j*17)%97)
+		}
+	}
+	n := int64(len(seqs) * 24)
+	for _, vocab := range []int64{model.FusedLogitsMin/n + 1, model.FusedLogitsMin/n - 1} {
+		cfg, err := model.ParseConfig([]byte(fmt.Sprintf(js, vocab)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := model.Init(cfg, model.CausalLM, 3, model.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := map[string]int64{}
+		var vals = map[string][]float64{}
+		for name, f := range map[string]func(*model.Batch) *torch.Tensor{
+			"auto":  m.TokenLogProbs,
+			"plain": m.TokenLogProbsPlain,
+			"fused": func(b *model.Batch) *torch.Tensor { return m.TokenLogProbsFused(b, 0) },
+		} {
+			must(t, func() {
+				torch.NoGrad(func() {
+					s := torch.NewScope()
+					defer s.Close()
+					b, err := m.NewBatch(s, seqs, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					f(b) // the first call reads the weights' shapes once (cached)
+					c0 := torch.NativeCalls()
+					lp := f(b)
+					calls[name] = torch.NativeCalls() - c0
+					vals[name] = torch.Data[float64](s.Own(lp.To(torch.Float64)))
+				})
+			})
+		}
+		m.Close()
+		want := "plain"
+		if n*vocab >= model.FusedLogitsMin {
+			want = "fused"
+		}
+		if calls["plain"] == calls["fused"] {
+			t.Fatalf("vocab %d: the paths make the same number of calls (%d); the test cannot tell them apart", vocab, calls["plain"])
+		}
+		if calls["auto"] != calls[want] {
+			t.Fatalf("vocab %d (N x V = %d): TokenLogProbs made %d calls, the %s path %d (plain %d, fused %d)",
+				vocab, n*vocab, calls["auto"], want, calls[want], calls["plain"], calls["fused"])
+		}
+		nearAll(t, fmt.Sprintf("vocab %d: fused vs plain", vocab), vals["fused"], vals["plain"], 2e-5)
+	}
+}
