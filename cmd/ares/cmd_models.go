@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/ares-rlhf/ares/engine/model"
@@ -274,7 +275,7 @@ func runGenerate(args []string) error {
 	if *dir == "" || *prompts == "" {
 		return usagef("--model and --prompts are required")
 	}
-	if *topP <= 0 || *topP > 1 || *topK < 0 || *temp < 0 || *maxNew <= 0 {
+	if !(*topP > 0 && *topP <= 1) || *topK < 0 || !(*temp >= 0) || math.IsInf(*temp, 0) || *maxNew <= 0 {
 		return usagef("need 0 < --top-p <= 1, --top-k >= 0, --temperature >= 0, --max-new-tokens > 0")
 	}
 	opts, err := mf.options()

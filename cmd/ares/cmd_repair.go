@@ -122,6 +122,9 @@ func parseRunFlags(name string, args []string, extra func(fs stringFlags), valid
 	if f.config == "" {
 		return nil, nil, usagef("--config is required")
 	}
+	if f.maxSteps < 0 {
+		return nil, nil, usagef("--max-steps %d is negative (0 runs to the end)", f.maxSteps)
+	}
 	if fs.NArg() > 0 {
 		return nil, nil, usagef("unexpected arguments %v", fs.Args())
 	}

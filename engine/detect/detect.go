@@ -198,6 +198,18 @@ func ReadFindings(path string) ([]Finding, error) {
 		if err := f.Thresholds.check(); err != nil {
 			return fmt.Errorf("thresholds.%w", err)
 		}
+		// Rates and judge scores are fractions, RM scores finite numbers.
+		if !(f.HarmRate >= 0 && f.HarmRate <= 1) {
+			return fmt.Errorf("harm_rate: %v is not in [0, 1]", f.HarmRate)
+		}
+		for i, s := range f.Samples {
+			if !(s.Harm >= 0 && s.Harm <= 1) {
+				return fmt.Errorf("samples[%d].harm: %v is not in [0, 1]", i, s.Harm)
+			}
+			if math.IsNaN(s.RM) || math.IsInf(s.RM, 0) {
+				return fmt.Errorf("samples[%d].rm: %v is not a finite score", i, s.RM)
+			}
+		}
 		return nil
 	})
 	return fs, err

@@ -236,6 +236,11 @@ func (c *Config) Validate() error {
 		if p.v <= 0 {
 			return fmt.Errorf("field %q must be positive, got %d", p.name, p.v)
 		}
+		// Far above any published model: a value past it is a damaged file,
+		// which would otherwise allocate or loop until the machine gives out.
+		if p.v > 1<<24 {
+			return fmt.Errorf("field %q = %d is beyond any model's (at most %d)", p.name, p.v, 1<<24)
+		}
 	}
 	if c.Heads%c.KVHeads != 0 {
 		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.Heads, c.KVHeads)

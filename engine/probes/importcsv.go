@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Formats lists the public probe-set layouts Import understands.
@@ -226,6 +227,12 @@ func Import(r io.Reader, opt ImportOptions) ([]Probe, error) {
 			return nil, fmt.Errorf("%s: record %d: %w", name, n+1, err)
 		}
 		line, _ := cr.FieldPos(0)
+		for i, f := range rec {
+			if !utf8.ValidString(f) {
+				l, c := cr.FieldPos(i)
+				return nil, fmt.Errorf("%s:%d:%d: invalid UTF-8 in field %d (%q column)", name, l, c, i+1, strings.TrimSpace(header[i%len(header)]))
+			}
+		}
 		if len(rec) != len(header) {
 			return nil, fmt.Errorf("%s:%d: row has %d fields, header has %d", name, line, len(rec), len(header))
 		}

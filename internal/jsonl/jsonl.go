@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unicode/utf8"
 )
 
 // MaxLine is the longest line a reader accepts.
@@ -28,6 +29,10 @@ func Read[T any](r io.Reader, name string, strict bool, check func(*T) error) ([
 		b := bytes.TrimSpace(sc.Bytes())
 		if len(b) == 0 {
 			continue
+		}
+		// encoding/json would turn invalid UTF-8 into U+FFFD without a word.
+		if !utf8.Valid(b) {
+			return nil, nil, fmt.Errorf("%s:%d: invalid UTF-8 at byte %d of the line", name, line, invalidAt(b))
 		}
 		var v T
 		dec := json.NewDecoder(bytes.NewReader(b))
@@ -61,4 +66,16 @@ func ReadFile[T any](path string, strict bool, check func(*T) error) ([]T, []int
 	}
 	defer f.Close()
 	return Read(f, path, strict, check)
+}
+
+// invalidAt is the offset of the first byte of b that is not valid UTF-8.
+func invalidAt(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }

@@ -45,3 +45,11 @@ func TestRead(t *testing.T) {
 		t.Fatalf("lenient: %v %v", vals, err)
 	}
 }
+
+func TestInvalidUTF8IsNamed(t *testing.T) {
+	in := "{\"a\": \"ok\"}\n{\"a\": \"bad \xff here\"}\n"
+	_, _, err := Read[map[string]string](strings.NewReader(in), "x.jsonl", false, nil)
+	if err == nil || !strings.Contains(err.Error(), "x.jsonl:2: invalid UTF-8 at byte 11") {
+		t.Fatalf("got %v", err)
+	}
+}
