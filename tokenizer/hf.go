@@ -161,6 +161,9 @@ func parseHF(data []byte, name string) (*Tokenizer, error) {
 		}
 	}
 
+	if len(mo.Vocab) == 0 {
+		return nil, fmt.Errorf("%s: model.vocab is empty: a BPE model needs its vocabulary", name)
+	}
 	added := map[string]bool{}
 	for _, a := range f.AddedTokens {
 		added[a.Content] = true
