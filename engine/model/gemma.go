@@ -238,7 +238,8 @@ func (m *Transformer) buildGemma3() {
 		defer t.Close()
 		return t.Convert(m.DType, m.Device)
 	}
-	m.localCos, m.localSin = mk(cos), mk(sin)
+	m.localCos = mk(cos) // one at a time: build frees what was made if the second fails
+	m.localSin = mk(sin)
 }
 
 // gemma3Forward is Forward for Gemma 3 (see the file comment).

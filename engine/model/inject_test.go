@@ -30,27 +30,6 @@ func TestGenerateFaults(t *testing.T) {
 	}
 }
 
-// initLeak: Init (io.go) appends each parameter to a local slice and, when
-// an op fails part-way, returns the error without closing the parameters
-// made so far (nor the temporary of the failing one). The fix, a deferred
-// close of params (and of t, r) on the error path, belongs in io.go.
-const initLeak = "model.Init does not free the parameters made before a failed op (io.go)"
-
-// ropeLeak: buildRope (rope.go) makes the cos table, then the sin table in
-// the same assignment; when the second fails the first is never stored and
-// leaks. build (transformer.go) then returns the error without closing the
-// tables already made, and Load's fail closes only the parameters. The fix
-// belongs in rope.go (store m.ropeCos before making m.ropeSin) and build
-// (close the tables on its error paths).
-const ropeLeak = "buildRope/build leak the rope tables made before a failed op (rope.go, transformer.go)"
-
-// initRewrap: Init (io.go) turns build's error into a new *torch.Error
-// {Op: "model.Init", Code: CodeInvalid} carrying the cause as text, so an
-// out-of-memory in the rope tables is reported as an invalid argument and
-// errors.Is no longer reaches it. The fix: panic with build's *torch.Error
-// as is (or return it after the Try).
-const initRewrap = "model.Init re-wraps build's *torch.Error as CodeInvalid (io.go)"
-
 // TestInitLoadFaults fails every native call of model set-up: Init of a
 // policy and a reward model, Save, and Load. A failed set-up frees the
 // parameters it had made.
@@ -64,7 +43,7 @@ func TestInitLoadFaults(t *testing.T) {
 					m.Close()
 				}
 				return err
-			}, faulttest.Options{KnownLeak: initLeak + "; " + ropeLeak, KnownRewrap: initRewrap})
+			}, faulttest.Options{})
 		}
 		m, err := Init(cfg, CausalLM, 1, Options{DType: torch.BFloat16})
 		if err != nil {
@@ -79,6 +58,6 @@ func TestInitLoadFaults(t *testing.T) {
 				m.Close()
 			}
 			return err
-		}, faulttest.Options{KnownLeak: ropeLeak})
+		}, faulttest.Options{})
 	}
 }

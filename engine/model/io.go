@@ -69,10 +69,16 @@ func (o Options) withDefaults() Options {
 // drawn from a generator seeded with seed.
 func Init(cfg *Config, kind Kind, seed uint64, o Options) (m *Transformer, err error) {
 	o = o.withDefaults()
+	var params []Param
+	// randn is std·N(0, 1) of shape, freeing the unit draw on every path.
+	randn := func(shape []int64, g *torch.Generator) *torch.Tensor {
+		r := torch.Randn(shape, torch.Float32, torch.CPU, g)
+		defer r.Close()
+		return r.MulScalar(0.02)
+	}
 	err = torch.Try(func() {
 		g := torch.NewGenerator(seed, torch.CPU)
 		defer g.Close()
-		var params []Param
 		for _, s := range shapes(cfg, kind == CausalLM) {
 			var t *torch.Tensor
 			switch {
@@ -83,23 +89,24 @@ func Init(cfg *Config, kind Kind, seed uint64, o Options) (m *Transformer, err e
 			case strings.HasSuffix(s.name, ".bias"):
 				t = torch.Zeros(s.shape, torch.Float32, torch.CPU)
 			default:
-				r := torch.Randn(s.shape, torch.Float32, torch.CPU, g)
-				t = r.MulScalar(0.02)
-				r.Close()
+				t = randn(s.shape, g)
 			}
 			params = append(params, Param{Name: s.name, T: place(t, o), Conv1D: s.conv1D})
 		}
 		if kind == Reward {
-			r := torch.Randn([]int64{int64(cfg.NumLabels), int64(cfg.Hidden)}, torch.Float32, torch.CPU, g)
-			params = append(params, Param{Name: "score.weight", T: place(r.MulScalar(0.02), o)})
-			r.Close()
-		}
-		m, err = build(cfg, o.Device, o.DType, params)
-		if err != nil {
-			panic(&torch.Error{Op: "model.Init", Code: torch.CodeInvalid, Msg: err.Error()})
+			params = append(params, Param{Name: "score.weight", T: place(randn([]int64{int64(cfg.NumLabels), int64(cfg.Hidden)}, g), o)})
 		}
 	})
-	return m, err
+	if err == nil {
+		m, err = build(cfg, o.Device, o.DType, params)
+	}
+	if err != nil {
+		for _, p := range params {
+			p.T.Close()
+		}
+		return nil, err
+	}
+	return m, nil
 }
 
 // place moves a fresh CPU f32 tensor to the model's device and dtype, and

@@ -425,7 +425,10 @@ func (m *Transformer) buildRope() {
 		defer t.Close()
 		return t.Convert(m.DType, m.Device)
 	}
-	m.ropeCos, m.ropeSin = mk(cos), mk(sin)
+	// One at a time: a failure making the second leaves the first on m,
+	// where build's error path frees it.
+	m.ropeCos = mk(cos)
+	m.ropeSin = mk(sin)
 }
 
 // ropeFor returns cos and sin [B, 1, L, rd] for positions pos [B, L].

@@ -166,15 +166,18 @@ func build(cfg *Config, dev torch.Device, dt torch.DType, params []Param) (*Tran
 			}
 		}
 		m.normW = get("norm.weight")
-		if err := torch.Try(m.buildRope); err != nil {
-			return nil, err
+		err := torch.Try(m.buildRope)
+		if err == nil && cfg.Gemma3 {
+			err = torch.Try(m.buildGemma3)
 		}
-		if cfg.Gemma3 {
-			if err := torch.Try(m.buildGemma3); err != nil {
-				m.ropeCos.Close()
-				m.ropeSin.Close()
-				return nil, err
-			}
+		if err != nil {
+			// The tables made before the failure (the parameters are the
+			// caller's to free).
+			m.ropeCos.Close()
+			m.ropeSin.Close()
+			m.localCos.Close()
+			m.localSin.Close()
+			return nil, err
 		}
 	}
 	m.lmHead = get("lm_head.weight")
