@@ -44,22 +44,11 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// An argument this TU rejects; reported as ARES_ERR_INVALID.
-struct fused_invalid : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using fused_invalid = ares_invalid_arg;
 
 template <typename F>
 ares_status *guard(F &&body) {
-  try {
-    ares_internal_sync_threads();
-    body();
-    return nullptr;
-  } catch (const fused_invalid &e) {
-    return ares_internal_status(ARES_ERR_INVALID, e.what());
-  } catch (...) {
-    return ares_internal_current_exception_status();
-  }
+  return ares_internal_guard(std::forward<F>(body));
 }
 
 [[noreturn]] void invalid(const std::string &msg) { throw fused_invalid(msg); }

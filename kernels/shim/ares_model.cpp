@@ -22,22 +22,11 @@
 
 namespace {
 
-// An argument this TU rejects; reported as ARES_ERR_INVALID.
-struct model_invalid : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using model_invalid = ares_invalid_arg;
 
 template <typename F>
 ares_status *guard(F &&body) {
-  try {
-    ares_internal_sync_threads();
-    body();
-    return nullptr;
-  } catch (const model_invalid &e) {
-    return ares_internal_status(ARES_ERR_INVALID, e.what());
-  } catch (...) {
-    return ares_internal_current_exception_status();
-  }
+  return ares_internal_guard(std::forward<F>(body));
 }
 
 [[noreturn]] void invalid(const std::string &msg) { throw model_invalid(msg); }

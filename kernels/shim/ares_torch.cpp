@@ -96,9 +96,7 @@ ares_status *make_status(int32_t code, std::string msg) {
   }
 }
 
-struct invalid_arg : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using invalid_arg = ares_invalid_arg;
 
 bool looks_like_oom(const std::string &m) {
   return m.find("out of memory") != std::string::npos ||
@@ -125,13 +123,7 @@ ares_status *status_from_current_exception() {
 
 template <typename F>
 ares_status *guard(F &&body) {
-  try {
-    sync_threads();
-    body();
-    return nullptr;
-  } catch (...) {
-    return status_from_current_exception();
-  }
+  return ares_internal_guard(std::forward<F>(body));
 }
 
 const at::Tensor &T(ares_tensor h, const char *what = "tensor") {

@@ -7,7 +7,9 @@
 
 #include <ATen/ATen.h>
 
+#include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "ares_torch.h"
 
@@ -22,6 +24,23 @@ ares_status *ares_internal_status(int32_t code, const std::string &msg);
 ares_status *ares_internal_current_exception_status();
 // Applies the intra-op thread count (ares_set_num_threads) to the calling thread.
 void ares_internal_sync_threads();
+// An argument an entry point rejects; every entry point reports it as
+// ARES_ERR_INVALID.
+struct ares_invalid_arg : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// Runs the body of a C entry point: applies the intra-op thread count, and
+// turns any exception into a status (NULL on success).
+template <typename F>
+ares_status *ares_internal_guard(F &&body) {
+  try {
+    ares_internal_sync_threads();
+    std::forward<F>(body)();
+    return nullptr;
+  } catch (...) {
+    return ares_internal_current_exception_status();
+  }
+}
 // Scaled dot-product attention exactly as ares_sdpa computes it (mask may be
 // undefined; scale <= 0 means 1/sqrt(D)); for the fused model ops.
 at::Tensor ares_internal_sdpa(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
