@@ -83,6 +83,7 @@ const configJSON = `{"model_type":"llama","vocab_size":4096,"hidden_size":256,"n
 
 func main() {
 	threads := flag.Int("threads", runtime.NumCPU(), "intra-op threads on both sides")
+	blasThreads := flag.Int("blas-threads", runtime.NumCPU(), "OpenBLAS threads on both sides (PyTorch leaves OpenBLAS at one per CPU)")
 	out := flag.String("out", "", "also write the markdown table here")
 	runs := flag.Int("runs", 3, "runs per figure on each side (the median is reported)")
 	decodeOnly := flag.Bool("decode-only", false, "only the decode figures")
@@ -107,7 +108,7 @@ func main() {
 		}
 		bs = append(bs, b)
 	}
-	if err := run(*threads, max(*runs, 1), bs, *decodeOnly, *out); err != nil {
+	if err := run(*threads, *blasThreads, max(*runs, 1), bs, *decodeOnly, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "models bench:", err)
 		os.Exit(1)
 	}
@@ -127,8 +128,11 @@ func randomPrompts(B, L, V int, r *rand.Rand) [][]int {
 // profile, when set, receives a CPU profile of the engine's decode runs.
 var profile *os.File
 
-func run(threads, runs int, batches []int, decodeOnly bool, outPath string) error {
+func run(threads, blasThreads, runs int, batches []int, decodeOnly bool, outPath string) error {
 	if err := torch.SetNumThreads(threads); err != nil {
+		return err
+	}
+	if err := torch.SetBLASThreads(blasThreads); err != nil {
 		return err
 	}
 	sp := spec{Threads: threads, DecodeBatches: batches, Prompt: 16, New: 64,
@@ -240,6 +244,7 @@ func run(threads, runs int, batches []int, decodeOnly bool, outPath string) erro
 	_, self, _, _ := runtime.Caller(0)
 	cmd := exec.Command("/usr/bin/python3", filepath.Join(filepath.Dir(self), "peer.py"), lmDir, rmDir, string(specJSON))
 	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), "OPENBLAS_NUM_THREADS="+strconv.Itoa(blasThreads))
 	pb, err := cmd.Output()
 	if err != nil {
 		return fmt.Errorf("PyTorch peer: %w (install python3-torch)", err)
@@ -251,9 +256,9 @@ func run(threads, runs int, batches []int, decodeOnly bool, outPath string) erro
 	info, _ := torch.Describe()
 	var md bytes.Buffer
 	fmt.Fprintf(&md, "# Models: Go engine against PyTorch for Python (CPU)\n\n")
-	fmt.Fprintf(&md, "Measured %s by `go run ./bench/models -threads %d -runs %d`, %d CPUs, libtorch %s, PyTorch %s, %d intra-op threads on both sides. "+
+	fmt.Fprintf(&md, "Measured %s by `go run ./bench/models -threads %d -blas-threads %d -runs %d`, %d CPUs, libtorch %s, PyTorch %s, %d intra-op threads and %d OpenBLAS threads on both sides. "+
 		"Model: Llama-family, vocab %d, hidden %d, %d layers, %d heads / %d KV heads, %d parameters, float32, same safetensors weights on both sides.\n\n",
-		time.Now().UTC().Format("2006-01-02"), threads, runs, runtime.NumCPU(), info.RuntimeVersion, peer.Torch, threads,
+		time.Now().UTC().Format("2006-01-02"), threads, blasThreads, runs, runtime.NumCPU(), info.RuntimeVersion, peer.Torch, threads, blasThreads,
 		cfg.VocabSize, cfg.Hidden, cfg.Layers, cfg.Heads, cfg.KVHeads, lm.NumParams())
 	fmt.Fprintf(&md, "| work | Go engine | PyTorch peer | Go / peer |\n|---|---:|---:|---:|\n")
 	for _, B := range sp.DecodeBatches {

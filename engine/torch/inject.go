@@ -110,7 +110,7 @@ func resultCount(op string) int64 {
 	switch op {
 	case "Shape", "Item", "Data", "CopyTo", "CopyInto", "ZeroGrad", "Backward",
 		"SetRequiresGrad", "RequiresGrad", "GradEnabled", "NoGrad", "ManualSeed",
-		"NumThreads", "SetNumThreads", "ThreadInfo", "Synchronize", "SetFusedKernels",
+		"NumThreads", "SetNumThreads", "SetBLASThreads", "ThreadInfo", "Synchronize", "SetFusedKernels",
 		"ClipGradNorm", "AdamW.Step", "Generator.SetState", "NewGenerator", "Version",
 		"CUDAResetPeak", "CUDAMemory", "CUDAEmptyCache", "CUDADeviceName", "CUDADeviceCount":
 		return 0

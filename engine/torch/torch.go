@@ -194,6 +194,13 @@ func SetNumThreads(n int) error {
 	return statusErr("SetNumThreads", C.ares_set_num_threads(C.int32_t(n)))
 }
 
+// SetBLASThreads sets OpenBLAS's thread count alone, after SetNumThreads
+// (which sets it to the intra-op count). It is process-wide; with another
+// BLAS it does nothing.
+func SetBLASThreads(n int) error {
+	return statusErr("SetBLASThreads", C.ares_set_blas_threads(C.int32_t(n)))
+}
+
 // NumThreads returns the intra-op thread count of the calling thread.
 func NumThreads() int {
 	var n C.int32_t

@@ -61,6 +61,8 @@ ares_status *ares_version_runtime(char *buf, int64_t len);
  * same n: libtorch does not set the latter, and OpenBLAS otherwise starts one
  * worker per CPU that yields in a loop between calls. */
 ares_status *ares_set_num_threads(int32_t n);
+// Sets OpenBLAS's own thread count alone (process-wide; no-op for other BLAS).
+ares_status *ares_set_blas_threads(int32_t n);
 ares_status *ares_get_num_threads(int32_t *n);
 /* Thread facts of the calling OS thread and the process: libtorch's intra-op
  * count, OpenMP's omp_get_max_threads (-1 without OpenMP), OpenBLAS's thread

@@ -296,6 +296,13 @@ ares_status *ares_set_num_threads(int32_t n) {
   });
 }
 
+ares_status *ares_set_blas_threads(int32_t n) {
+  return guard([&] {
+    if (n <= 0) throw invalid_arg("BLAS thread count must be positive, got " + std::to_string(n));
+    if (auto f = native_threads().openblas_set) f(n);
+  });
+}
+
 ares_status *ares_thread_info(int32_t *intra_op, int32_t *openmp, int32_t *openblas,
                               int32_t *openblas_parallel) {
   return guard([&] {
