@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 
+	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/internal/progress"
 )
 
@@ -89,6 +91,15 @@ func printUsage() {
 	fmt.Fprintln(os.Stderr, "\nRun 'ares <command> -h' for a command's flags.")
 }
 
+// One OS thread drives libtorch for the whole command: the main goroutine
+// stays on the main thread, so that libtorch's OpenMP team (one per calling
+// thread), autograd's thread-local state and glibc's malloc arena are those
+// of one thread, not of whichever thread the Go scheduler picked for each
+// call. Commands do their libtorch work on the main goroutine; helpers on
+// other goroutines (checkpoint compression, judges, tokenizing) do not call
+// it. ARES_REPORT_THREADS=1 prints how many threads called it, at exit.
+func init() { runtime.LockOSThread() }
+
 func main() { os.Exit(runMain(os.Args[1:])) }
 
 func runMain(args []string) int {
@@ -104,6 +115,11 @@ func runMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "ares: unknown command %q\n", args[0])
 		printUsage()
 		return exitUsage
+	}
+	if os.Getenv("ARES_REPORT_THREADS") == "1" {
+		defer func() {
+			fmt.Fprintf(os.Stderr, "ares: libtorch was called from %d OS thread(s)\n", torch.CallingThreads())
+		}()
 	}
 	in := newInterrupter()
 	setActive(in)

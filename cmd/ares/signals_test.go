@@ -231,3 +231,20 @@ func TestSFTInterruptAndResume(t *testing.T) {
 		t.Fatalf("%d metrics lines, want %d", len(lines), steps)
 	}
 }
+
+// TestOneThreadDrivesLibtorch: a whole sft run (data, training steps,
+// checkpoints, the saved model) calls libtorch from the main thread alone,
+// so there is one OpenMP team and one malloc arena per run.
+func TestOneThreadDrivesLibtorch(t *testing.T) {
+	cfg := writeConfig(t, sftConfig)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "ARES_REPORT_THREADS=1", "ARES_NUM_THREADS=2",
+		"ARES_TEST_RUN_MAIN="+strings.Join([]string{"sft", "--config", cfg, "--out", filepath.Join(t.TempDir(), "o")}, "\x1f"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sft: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "libtorch was called from 1 OS thread(s)") {
+		t.Fatalf("want every libtorch call on one OS thread; output:\n%s", out)
+	}
+}

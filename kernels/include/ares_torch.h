@@ -61,6 +61,8 @@ ares_status *ares_version_runtime(char *buf, int64_t len);
  * same n: libtorch does not set the latter, and OpenBLAS otherwise starts one
  * worker per CPU that yields in a loop between calls. */
 ares_status *ares_set_num_threads(int32_t n);
+// The number of OS threads that have called into the shim so far.
+int32_t ares_calling_threads(void);
 // Sets OpenBLAS's own thread count alone (process-wide; no-op for other BLAS).
 ares_status *ares_set_blas_threads(int32_t n);
 ares_status *ares_get_num_threads(int32_t *n);

@@ -72,7 +72,16 @@ const native_threads_api &native_threads() {
   return api;
 }
 
+// OS threads that have entered the shim; one per run when a single thread
+// drives libtorch (each calling thread gets its own OpenMP team).
+std::atomic<int32_t> calling_threads{0};
+thread_local bool counted_thread = false;
+
 void sync_threads() {
+  if (!counted_thread) {
+    counted_thread = true;
+    calling_threads.fetch_add(1, std::memory_order_relaxed);
+  }
   int32_t gen = threads_generation.load(std::memory_order_relaxed);
   if (gen == applied_generation) return;
   int32_t n = desired_threads.load(std::memory_order_relaxed);
@@ -317,6 +326,8 @@ ares_status *ares_thread_info(int32_t *intra_op, int32_t *openmp, int32_t *openb
     *openblas_parallel = api.openblas_parallel ? api.openblas_parallel() : -1;
   });
 }
+
+int32_t ares_calling_threads(void) { return calling_threads.load(std::memory_order_relaxed); }
 
 ares_status *ares_get_num_threads(int32_t *n) {
   return guard([&] {
