@@ -91,6 +91,11 @@ $(SHIM): $(SHIM_OBJS) $(CUDA_OBJS)
 
 shim: torch-info $(SHIM)
 
+# The C++ floor of bench/torchops: the same ops on ATen from a plain loop.
+$(BUILD)/bin/torchops-floor: bench/torchops/floor/floor.cpp $(BUILD)/torch.mk | torch-info
+	@mkdir -p $(dir $@)
+	$(CXX) $(filter-out -fPIC,$(CXXFLAGS)) $< -o $@ $(LDLIBS)
+
 ares: shim
 	$(GO) build -o bin/ares ./cmd/ares
 

@@ -81,6 +81,9 @@ const configJSON = `{"model_type":"llama","vocab_size":4096,"hidden_size":256,"n
 "num_attention_heads":8,"num_key_value_heads":4,"intermediate_size":704,"max_position_embeddings":256,
 "tie_word_embeddings":false,"rope_theta":10000}`
 
+// The engine's own way: one OS thread drives libtorch (as cmd/ares does).
+func init() { runtime.LockOSThread() }
+
 func main() {
 	threads := flag.Int("threads", runtime.NumCPU(), "intra-op threads on both sides")
 	blasThreads := flag.Int("blas-threads", runtime.NumCPU(), "OpenBLAS threads on both sides (PyTorch leaves OpenBLAS at one per CPU)")

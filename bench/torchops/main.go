@@ -3,6 +3,8 @@
 //
 //	go run ./bench/torchops [-iters N] [-steps N] [-out FILE]
 //
+// A third column is the floor: the same ATen calls from a plain C++ loop
+// (floor/floor.cpp), so that the cost of the engine's boundary reads as Go / floor.
 // Both sides run at one intra-op thread so that the figure is the cost of
 // crossing into libtorch, not of the arithmetic. The MLP part trains the
 // same 1-32-1 network for -steps steps and samples resident memory every
@@ -142,14 +144,18 @@ func run(iters, steps int, outPath string) error {
 	if err != nil {
 		return err
 	}
+	floor, err := runFloor(iters)
+	if err != nil {
+		return err
+	}
 	info, _ := torch.Describe()
 	var md bytes.Buffer
 	fmt.Fprintf(&md, "# engine/torch per-op overhead and memory (CPU)\n\n")
 	fmt.Fprintf(&md, "Measured %s by `go run ./bench/torchops -iters %d -steps %d`, on %d CPUs (%s/%s), libtorch %s (Go side) and PyTorch %s (peer), 1 intra-op thread on both sides.\n\n",
 		time.Now().UTC().Format("2006-01-02"), iters, steps, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, info.RuntimeVersion, peer.Torch)
-	fmt.Fprintf(&md, "| op | Go engine ns/op | PyTorch (Python) ns/op | Go / PyTorch |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(&md, "| op | Go engine ns/op | PyTorch (Python) ns/op | C++ loop on ATen ns/op (floor) | Go / PyTorch | Go / floor |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, n := range names {
-		fmt.Fprintf(&md, "| %s | %.0f | %.0f | %.2f |\n", n, goNs[n], peer.Ops[n], goNs[n]/peer.Ops[n])
+		fmt.Fprintf(&md, "| %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n", n, goNs[n], peer.Ops[n], floor[n], goNs[n]/peer.Ops[n], goNs[n]/floor[n])
 	}
 	fmt.Fprintf(&md, "\nMLP 1-32-1 training step (forward, MSE, backward, clip, AdamW) on 64 points: Go %.1f µs/step, PyTorch %.1f µs/step (Go / PyTorch %.2f); final loss Go %.2e, PyTorch %.2e.\n\n",
 		stepNs/1e3, peer.MLPStepNs/1e3, stepNs/peer.MLPStepNs, finalLoss, peer.MLPFinalLoss)
@@ -177,6 +183,28 @@ func runPeer(iters, steps int) (*peerResult, error) {
 		return nil, fmt.Errorf("PyTorch peer output: %w", err)
 	}
 	return &r, nil
+}
+
+// runFloor builds (make) and runs the C++ floor, floor/floor.cpp.
+func runFloor(iters int) (map[string]float64, error) {
+	_, self, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(self), "..", "..")
+	mk := exec.Command("make", "-s", "-C", root, "build/bin/torchops-floor")
+	mk.Stdout, mk.Stderr = os.Stderr, os.Stderr
+	if err := mk.Run(); err != nil {
+		return nil, fmt.Errorf("building the C++ floor: %w", err)
+	}
+	outb, err := exec.Command(filepath.Join(root, "build", "bin", "torchops-floor"), fmt.Sprint(iters)).Output()
+	if err != nil {
+		return nil, fmt.Errorf("C++ floor: %w", err)
+	}
+	var r struct {
+		Ops map[string]float64 `json:"ops"`
+	}
+	if err := json.Unmarshal(outb, &r); err != nil {
+		return nil, fmt.Errorf("C++ floor output: %w", err)
+	}
+	return r.Ops, nil
 }
 
 type mlp struct{ w1, b1, w2, b2 *torch.Tensor }
