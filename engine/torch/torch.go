@@ -239,14 +239,28 @@ func CallingThreads() int { return int(C.ares_calling_threads()) }
 // SetNumThreads sets libtorch's intra-op thread count for every OS thread
 // that calls into it afterwards.
 func SetNumThreads(n int) error {
-	return statusErr("SetNumThreads", C.ares_set_num_threads(C.int32_t(n)))
+	if err := statusErr("SetNumThreads", C.ares_set_num_threads(C.int32_t(n))); err != nil {
+		return err
+	}
+	if b := blasThreads.Load(); b > 0 {
+		return statusErr("SetBLASThreads", C.ares_set_blas_threads(C.int32_t(b)))
+	}
+	return nil
 }
 
-// SetBLASThreads sets OpenBLAS's thread count alone, after SetNumThreads
-// (which sets it to the intra-op count). It is process-wide; with another
-// BLAS it does nothing.
+// blasThreads is the OpenBLAS thread count set by SetBLASThreads (0: the
+// intra-op count, which SetNumThreads also gives OpenBLAS).
+var blasThreads atomic.Int32
+
+// SetBLASThreads sets OpenBLAS's thread count apart from the intra-op count
+// (ARES_BLAS_THREADS at start); later SetNumThreads calls keep it. It is
+// process-wide; with another BLAS it does nothing.
 func SetBLASThreads(n int) error {
-	return statusErr("SetBLASThreads", C.ares_set_blas_threads(C.int32_t(n)))
+	if err := statusErr("SetBLASThreads", C.ares_set_blas_threads(C.int32_t(n))); err != nil {
+		return err
+	}
+	blasThreads.Store(int32(n))
+	return nil
 }
 
 // NumThreads returns the intra-op thread count of the calling thread.

@@ -433,3 +433,32 @@ func TestThreadInfo(t *testing.T) {
 		}
 	}
 }
+
+// TestBLASThreadsApart: SetBLASThreads sizes OpenBLAS apart from the
+// intra-op count, and a later SetNumThreads keeps it.
+func TestBLASThreadsApart(t *testing.T) {
+	prev := NumThreads()
+	defer func() {
+		blasThreads.Store(0)
+		SetNumThreads(prev)
+	}()
+	if err := SetBLASThreads(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetNumThreads(1); err != nil {
+		t.Fatal(err)
+	}
+	info, err := Describe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.OpenBLASThreads == -1 {
+		t.Skip("the BLAS is not OpenBLAS")
+	}
+	if info.Threads != 1 || info.OpenBLASThreads != 3 {
+		t.Fatalf("intra-op %d, OpenBLAS %d; want 1 and 3", info.Threads, info.OpenBLASThreads)
+	}
+	if err := SetBLASThreads(0); err == nil {
+		t.Fatal("SetBLASThreads(0) accepted")
+	}
+}
