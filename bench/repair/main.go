@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/ares-rlhf/ares/engine/model"
@@ -71,19 +72,26 @@ const configJSON = `{"model_type":"llama","vocab_size":%d,"hidden_size":256,"num
 "num_attention_heads":8,"num_key_value_heads":4,"intermediate_size":704,"max_position_embeddings":256,
 "tie_word_embeddings":false,"rope_theta":10000,"eos_token_id":%d,"pad_token_id":%d}`
 
+// The engine's own way: one OS thread drives libtorch (as cmd/ares does).
+func init() { runtime.LockOSThread() }
+
 func main() {
 	threads := flag.Int("threads", runtime.NumCPU(), "intra-op threads on both sides")
+	blasThreads := flag.Int("blas-threads", runtime.NumCPU(), "OpenBLAS threads on both sides (PyTorch leaves OpenBLAS at one per CPU)")
 	batches := flag.Int("batches", 3, "timed rollout batches (after one warm-up batch)")
 	out := flag.String("out", "", "also write the markdown table here")
 	flag.Parse()
-	if err := run(*threads, *batches, *out); err != nil {
+	if err := run(*threads, *blasThreads, *batches, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "repair bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(threads, batches int, outPath string) error {
+func run(threads, blasThreads, batches int, outPath string) error {
 	if err := torch.SetNumThreads(threads); err != nil {
+		return err
+	}
+	if err := torch.SetBLASThreads(blasThreads); err != nil {
 		return err
 	}
 	dc := synth.DefaultConfig(false)
@@ -185,6 +193,7 @@ func run(threads, batches int, outPath string) error {
 	_, self, _, _ := runtime.Caller(0)
 	cmd := exec.Command("/usr/bin/python3", filepath.Join(filepath.Dir(self), "peer.py"), polDir, rmDir, wlPath)
 	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), "OPENBLAS_NUM_THREADS="+strconv.Itoa(blasThreads))
 	pb, err := cmd.Output()
 	if err != nil {
 		return fmt.Errorf("PyTorch peer: %w (install python3-torch)", err)
@@ -197,12 +206,12 @@ func run(threads, batches int, outPath string) error {
 	info, _ := torch.Describe()
 	var md bytes.Buffer
 	fmt.Fprintf(&md, "# One policy-repair step: Go engine against PyTorch for Python (CPU)\n\n")
-	fmt.Fprintf(&md, "Measured %s by `go run ./bench/repair -threads %d -batches %d`, %d CPUs, libtorch %s, PyTorch %s, %d intra-op threads on both sides. "+
+	fmt.Fprintf(&md, "Measured %s by `go run ./bench/repair -threads %d -blas-threads %d -batches %d`, %d CPUs, libtorch %s, PyTorch %s, %d intra-op threads and %d OpenBLAS threads on both sides. "+
 		"Models: policy, frozen reference and RM of the Llama family, vocab %d (BPE trained on the synthetic world), hidden %d, %d layers, %d heads / %d KV heads, %d parameters each, float32, the same safetensors on both sides. "+
 		"One rollout batch = %d prompts (%.0f%% look-alikes) x %d samples, temperature %.1f, at most %d new tokens (stop at end of turn); RM scoring; old and reference log-probabilities; "+
 		"then %d optimizer steps, each: clipped Dr. GRPO policy gradient + %.2f k3 KL + %.1f unlikelihood on %d harmful responses + %.1f replay LM loss on %d benign examples, backward, global-norm clip, AdamW. "+
 		"Mean over %d rollout batches after one warm-up batch. The engine side is `repair.RepairPolicy` (timed from its per-phase metrics, %.1f s wall in all); mean response length %.1f tokens (engine) and %.1f (peer): both sample from the same weights, so lengths agree only in expectation.\n\n",
-		time.Now().UTC().Format("2006-01-02"), threads, batches, runtime.NumCPU(), info.RuntimeVersion, peer.Torch, threads,
+		time.Now().UTC().Format("2006-01-02"), threads, blasThreads, batches, runtime.NumCPU(), info.RuntimeVersion, peer.Torch, threads, blasThreads,
 		cfg.VocabSize, cfg.Hidden, cfg.Layers, cfg.Heads, cfg.KVHeads, pol.NumParams(),
 		o.Prompts, 100*o.LookalikeRatio, o.Group, o.Temperature, o.MaxNewTokens, o.UpdatesPerBatch, o.KL, o.Unlikelihood, o.Prompts, o.Replay, o.ReplayBatch,
 		batches, goWall.Seconds(), goLen, peer.ResponseLen)
