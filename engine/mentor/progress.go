@@ -20,7 +20,10 @@ func ProgressDisplay(w io.Writer, label string) (report func(rollouts, budget in
 	var bar *progress.Bar
 	report = func(done, budget int, agg *detect.Aggregate) {
 		if bar == nil {
-			bar = progress.New(w, progress.Options{Label: label, Total: int64(budget), Unit: "rollouts", PerSecond: true})
+			// The first report comes after the first round: its rollouts
+			// count as done before the bar (untimed), or the rate would
+			// divide them by the microseconds since the bar was made.
+			bar = progress.New(w, progress.Options{Label: label, Total: int64(budget), Start: int64(done), Unit: "rollouts", PerSecond: true})
 		}
 		t := agg.Total
 		bar.Update(int64(done), fmt.Sprintf("A %d B %d C %d", t.A, t.B, t.C))
