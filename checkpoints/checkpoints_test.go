@@ -647,6 +647,46 @@ func TestOpenLatestSkipsDamagedManifest(t *testing.T) {
 	wantErr(t, err, CheckpointName(10), CheckpointName(20), newest, "truncated", "checksum mismatch")
 }
 
+// TestOpenLatestReportsMissingManifest: a step directory without its
+// manifest (deleted, or the directory emptied) cannot be an unfinished save
+// (saves are renamed into place with their manifest): OpenLatest falls back
+// past it and names it with why, as it does a damaged one; with nothing
+// else to resume the error says so too.
+func TestOpenLatestReportsMissingManifest(t *testing.T) {
+	run := t.TempDir()
+	m, err := NewManager(run, &ManagerOptions{Keep: -1})
+	must(t, err)
+	defer m.Close()
+	for _, step := range []int64{4, 6} {
+		_, err := m.Save(step, func(w *Writer) error {
+			return w.AddTensor(TensorInfo{Name: "w", DType: safetensors.F32, Shape: []int64{2}}, f32s(float32(step), 1))
+		})
+		must(t, err)
+	}
+	newest := CheckpointName(6)
+	must(t, os.Remove(filepath.Join(run, newest, ManifestName)))
+	r, skipped, err := m.OpenLatest(true)
+	must(t, err)
+	if r.Manifest().Step != 4 {
+		t.Fatalf("resumed step %d, want 4", r.Manifest().Step)
+	}
+	r.Close()
+	var rej *RejectedError
+	if len(skipped) != 1 || !errors.As(skipped[0], &rej) || rej.Name != newest {
+		t.Fatalf("skipped %v, want %s named", skipped, newest)
+	}
+	wantErr(t, skipped[0], newest, "rejected", "no manifest.json")
+
+	// An emptied one, the only one left: the error names it.
+	must(t, os.RemoveAll(filepath.Join(run, CheckpointName(4))))
+	must(t, os.MkdirAll(filepath.Join(run, CheckpointName(4)), 0o755))
+	_, skipped, err = m.OpenLatest(false)
+	if !errors.Is(err, ErrNoCheckpoint) || len(skipped) != 2 {
+		t.Fatalf("none left: err %v, skipped %v", err, skipped)
+	}
+	wantErr(t, err, CheckpointName(4), newest, "no manifest.json")
+}
+
 func TestDiff(t *testing.T) {
 	root := t.TempDir()
 	a := []testTensor{

@@ -179,6 +179,25 @@ func (m *Manager) List() ([]Entry, error) {
 	return out, nil
 }
 
+// incomplete returns the step directories that List leaves out for want of
+// a manifest (errors reading the directory are List's to report).
+func (m *Manager) incomplete() []Entry {
+	ents, _ := os.ReadDir(m.dir)
+	var out []Entry
+	for _, e := range ents {
+		n := e.Name()
+		if !e.IsDir() || !validStepName(n) {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(m.dir, n, ManifestName)); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		step, _ := strconv.ParseInt(strings.TrimPrefix(n, stepPrefix), 10, 64)
+		out = append(out, Entry{Name: n, Step: step, Dir: filepath.Join(m.dir, n)})
+	}
+	return out
+}
+
 // Latest returns the name in the latest pointer ("" if there is none).
 // OpenLatest does not depend on it: it is for people and tools.
 func (m *Manager) Latest() (string, error) {
@@ -216,11 +235,18 @@ func (e *RejectedError) Unwrap() error { return e.Err }
 // *RejectedError for each newer one passed over, newest first, naming it
 // and saying why, for the caller to log. When none can be opened the error
 // wraps ErrNoCheckpoint and skipped lists every rejection.
+//
+// A step directory without a manifest is passed over too, and reported:
+// a save is renamed into place only once its manifest is written, so such
+// a directory is not an unfinished save but one damaged (or emptied)
+// afterwards.
 func (m *Manager) OpenLatest(verify bool) (r *Reader, skipped []error, err error) {
 	list, err := m.List()
 	if err != nil {
 		return nil, nil, err
 	}
+	list = append(list, m.incomplete()...)
+	sort.SliceStable(list, func(i, j int) bool { return list[i].Step < list[j].Step })
 	for i := len(list) - 1; i >= 0; i-- {
 		r, err := Open(list[i].Dir, &m.opts.Open)
 		if err == nil && verify {

@@ -171,7 +171,12 @@ func parseHF(data []byte, name string) (*Tokenizer, error) {
 	m := model{encoder: make(map[string]int32, len(mo.Vocab)), merges: make(map[uint64]uint64, len(mo.Merges)), wholePiece: mo.IgnoreMerges, chars: !byteLevel}
 	hfID := make(map[string]int32, len(mo.Vocab)) // vocabulary string -> id
 	maxID := -1
-	for _, id := range mo.Vocab {
+	for s, id := range mo.Vocab {
+		// Ids index a table: one past any vocabulary (the largest have some
+		// 2^18 tokens) is a damaged file, not an allocation to attempt.
+		if id > maxVocabID {
+			return nil, fmt.Errorf("%s: token %q has id %d, beyond any vocabulary (ids up to %d)", where(name, data, "model", "vocab", s), s, id, maxVocabID)
+		}
 		maxID = max(maxID, id)
 	}
 	m.tokens = make([]string, maxID+1)
@@ -430,3 +435,7 @@ func (t *Tokenizer) WriteHF(w io.Writer) error {
 	_, err := w.Write(b.Bytes())
 	return err
 }
+
+// maxVocabID bounds a token id of a tokenizer.json (2^24, as model
+// configs bound vocab_size).
+const maxVocabID = 1 << 24

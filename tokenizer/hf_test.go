@@ -230,6 +230,11 @@ func TestLoadErrors(t *testing.T) {
 		bad := strings.Replace(g, `"Ġworld": 268`, `"Ġworlx": 268`, 1)
 		errorCase(t, "tokenizer.json", bad, `"Ġworld"`, "not in the vocabulary")
 	})
+	t.Run("id near 2^62", func(t *testing.T) {
+		// Sized a table by it before: a makeslice panic naming no file.
+		bad := strings.Replace(g, `"!": 0,`, `"!": 4611686018427387904,`, 1)
+		errorCase(t, "tokenizer.json", bad, ":21:", `"!"`, "beyond any vocabulary")
+	})
 	t.Run("wrong type", func(t *testing.T) {
 		bad := strings.Replace(g, `"!": 0,`, `"!": "zero",`, 1)
 		errorCase(t, "tokenizer.json", bad, ":21:")

@@ -25,19 +25,18 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ares-rlhf/ares/bench/internal/child"
 	"github.com/ares-rlhf/ares/engine/torch"
 )
 
@@ -81,19 +80,13 @@ func main() {
 	flag.IntVar(&c.Threads, "threads", 0, "intra-op threads (0: the engine's default)")
 	modes := flag.String("modes", "fwd,fwdbwd", "fwd (no autograd) and/or fwdbwd")
 	out := flag.String("out", "", "also write the markdown report to this file")
-	child := flag.String("child", "", "internal: run one variant described by this JSON")
+	childArg := flag.String("child", "", "internal: run one variant described by this JSON")
 	flag.Parse()
 
-	if *child != "" {
-		if err := json.Unmarshal([]byte(*child), &c); err != nil {
+	if *childArg != "" {
+		if err := child.Serve(*childArg, runChild); err != nil {
 			fatal(err)
 		}
-		r, err := runChild(c)
-		if err != nil {
-			fatal(err)
-		}
-		b, _ := json.Marshal(r)
-		fmt.Println("RESULT " + string(b))
 		return
 	}
 	c.Device = *device
@@ -111,20 +104,11 @@ func fatal(err error) {
 
 func runVariant(c config) (result, error) {
 	b, _ := json.Marshal(c)
-	cmd := exec.Command(os.Args[0], "-child", string(b))
-	cmd.Stderr = os.Stderr
-	outp, err := cmd.Output()
-	if err != nil {
+	var r result
+	if _, err := child.Run(&r, "-child", string(b)); err != nil {
 		return result{}, fmt.Errorf("%s/%s/%s: %v", c.Op, c.Mode, c.Variant, err)
 	}
-	for _, line := range strings.Split(string(outp), "\n") {
-		if strings.HasPrefix(line, "RESULT ") {
-			var r result
-			err := json.Unmarshal([]byte(strings.TrimPrefix(line, "RESULT ")), &r)
-			return r, err
-		}
-	}
-	return result{}, fmt.Errorf("%s/%s/%s: no result", c.Op, c.Mode, c.Variant)
+	return r, nil
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
@@ -318,23 +302,6 @@ func bytesModel(c config) float64 {
 
 // ---- child: one variant -----------------------------------------------------
 
-func rssField(key string) int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), key) {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(sc.Text(), key)), "%d", &kb)
-			return kb << 10
-		}
-	}
-	return -1
-}
-
 // memProbe measures peak memory growth from the moment it is made.
 type memProbe struct {
 	dev  torch.Device
@@ -348,10 +315,10 @@ func newProbe(dev torch.Device) memProbe {
 		return memProbe{dev, torch.CUDAMemory(0).Allocated}
 	}
 	// Writing 5 to clear_refs resets the peak resident set to the current one.
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+	if err := child.ResetPeak(); err != nil {
 		fmt.Fprintln(os.Stderr, "kernels: cannot reset peak RSS:", err)
 	}
-	return memProbe{dev, rssField("VmRSS:")}
+	return memProbe{dev, child.Status("VmRSS")}
 }
 
 func (p memProbe) peak() int64 {
@@ -359,7 +326,7 @@ func (p memProbe) peak() int64 {
 	if p.dev.IsCUDA() {
 		return torch.CUDAMemory(0).PeakAllocated - p.base
 	}
-	return rssField("VmHWM:") - p.base
+	return child.Status("VmHWM") - p.base
 }
 
 func runChild(c config) (r result, err error) {

@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ares-rlhf/ares/bench/internal/child"
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/repair"
@@ -83,7 +84,7 @@ type opts struct {
 
 func main() {
 	var o opts
-	child := flag.String("child", "", "internal: run one arm (full, lora) or the thread probe (probe) in this process")
+	childArg := flag.String("child", "", "internal: run one arm (full, lora) or the thread probe (probe) in this process")
 	flag.IntVar(&o.runs, "runs", 3, "child runs per arm (arms alternate)")
 	flag.IntVar(&o.steps, "steps", 1, "timed policy-repair steps per child, after one warm-up step")
 	flag.IntVar(&o.threads, "threads", envThreads(), "libtorch intra-op threads (default ARES_NUM_THREADS, else 1)")
@@ -95,15 +96,15 @@ func main() {
 	flag.IntVar(&o.replay, "replay-batch", 2, "benign replay examples per update")
 	flag.Parse()
 	var err error
-	switch *child {
+	switch *childArg {
 	case "":
 		err = parent(o)
 	case "probe":
 		err = probeChild()
 	case "full", "lora":
-		err = armChild(*child, o)
+		err = armChild(*childArg, o)
 	default:
-		err = fmt.Errorf("-child %q: want full, lora or probe", *child)
+		err = fmt.Errorf("-child %q: want full, lora or probe", *childArg)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lora bench:", err)
@@ -116,25 +117,6 @@ func envThreads() int {
 		return v
 	}
 	return 1
-}
-
-// procStatus reads a "kB" field of /proc/self/status in bytes.
-func procStatus(key string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, key+":"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				if v, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-					return v * 1024
-				}
-			}
-		}
-	}
-	return -1
 }
 
 func numel(ps []model.Param) int64 {
@@ -207,9 +189,6 @@ func steer(m *model.Transformer, vocab int) error {
 	return fmt.Errorf("steer: no embed_tokens.weight")
 }
 
-// resetPeak resets VmHWM to the current RSS (Linux 4.0+).
-func resetPeak() error { return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
-
 func armChild(arm string, o opts) error {
 	if err := torch.SetNumThreads(o.threads); err != nil {
 		return err
@@ -256,9 +235,9 @@ func armChild(arm string, o opts) error {
 		refParams = ref.NumParams()
 	}
 	res := childOut{Arm: arm, Threads: torch.NumThreads(), TimedSteps: o.steps, TokVocab: vocab, SetupSec: time.Since(t0).Seconds(),
-		RSSSetup: procStatus("VmRSS"), PolicyParams: pol.NumParams(), Trained: numel(pol.Trainable()),
-		RefParams: refParams, RMParams: rm.NumParams(), SetupHWM: procStatus("VmHWM")}
-	if err := resetPeak(); err != nil {
+		RSSSetup: child.Status("VmRSS"), PolicyParams: pol.NumParams(), Trained: numel(pol.Trainable()),
+		RefParams: refParams, RMParams: rm.NumParams(), SetupHWM: child.Status("VmHWM")}
+	if err := child.ResetPeak(); err != nil {
 		return err
 	}
 	metrics := &cpuClock{last: cpuSeconds()}
@@ -275,10 +254,8 @@ func armChild(arm string, o opts) error {
 	if res.Phases, res.ResponseLen, err = phasesFromMetrics(&metrics.Buffer); err != nil {
 		return err
 	}
-	res.VmHWM = procStatus("VmHWM")
-	b, _ := json.Marshal(res)
-	fmt.Println(string(b))
-	return nil
+	res.VmHWM = child.Status("VmHWM")
+	return child.Report(res)
 }
 
 // cpuClock is the metrics writer: the trainer writes one line after each
@@ -394,9 +371,7 @@ func probeChild() error {
 			res.Probe[k] = append(res.Probe[k], sec)
 		}
 	}
-	b, _ := json.Marshal(res)
-	fmt.Println(string(b))
-	return nil
+	return child.Report(res)
 }
 
 // runResult is one child's report with the parent's view of it.
@@ -407,28 +382,10 @@ type runResult struct {
 }
 
 func runChild(args ...string) (runResult, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return runResult{}, err
-	}
-	cmd := exec.Command(self, args...)
-	cmd.Stderr = os.Stderr
-	t0 := time.Now()
-	out, err := cmd.Output()
-	wall := time.Since(t0).Seconds()
-	if err != nil {
-		return runResult{}, fmt.Errorf("child %v: %w", args, err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	var r runResult
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r.childOut); err != nil {
-		return r, fmt.Errorf("child %v: %w", args, err)
-	}
-	r.Wall = wall
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.MaxRSS = ru.Maxrss * 1024
-	}
-	return r, nil
+	st, err := child.Run(&r.childOut, args...)
+	r.Wall, r.MaxRSS = st.Wall.Seconds(), st.MaxRSS
+	return r, err
 }
 
 func median(xs []float64) float64 {

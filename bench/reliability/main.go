@@ -84,6 +84,8 @@ func main() {
 	}{
 		{"run config (TOML)", h.runConfigCases},
 		{"red-team config (TOML)", h.redteamConfigCases},
+		{"study config (TOML)", h.studyConfigCases},
+		{"command judge output", h.commandJudgeCases},
 		{"flags", h.flagCases},
 		{"data files (JSONL, CSV)", h.dataCases},
 		{"model directories", h.modelCases},
@@ -187,7 +189,10 @@ func exitCode(err error) int {
 }
 
 func (h *harness) add(name string, args []string, r run, verdict, note string) {
-	h.results = append(h.results, result{Name: name, Cmd: h.show(args), Exit: r.exit, Stderr: r.first(), Verdict: verdict, Note: note})
+	// The work directory is shortened in messages as in commands: the table
+	// names no path of the machine it ran on.
+	stderr := strings.ReplaceAll(r.first(), h.work+"/", "")
+	h.results = append(h.results, result{Name: name, Cmd: h.show(args), Exit: r.exit, Stderr: stderr, Verdict: verdict, Note: note})
 }
 
 // show is the command as a reader would type it, with the work directory
@@ -254,8 +259,7 @@ warmup = 2
 
 const rtBase = `[run]
 name = "rel"
-
-[models]
+seed = 1
 threads = 1
 
 [generation]
@@ -267,7 +271,6 @@ rm_batch = 16
 budget = 48
 k = 2
 batch = 8
-seed = 1
 write_all = true
 `
 
@@ -478,6 +481,162 @@ func (h *harness) redteamConfigCases() {
 		r := h.exec(time.Minute, args...)
 		os.RemoveAll(h.path("rtout"))
 		verdict, note := expectError(r, c.want)
+		h.add(c.name, args, r, verdict, note)
+	}
+}
+
+// ---- study config ---------------------------------------------------------------
+
+// studyKeys lists [section, key] of every numeric setting of a study config,
+// the optional ones shown commented out ("#key = value" under "[table]" or
+// "#[table]") included; top-level keys have section "". Array tables
+// ([[goals]]) and the tables without sizes are left out.
+func studyKeys(path string) [][2]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fatal(err)
+	}
+	var out [][2]string
+	sec := ""
+	num := regexp.MustCompile(`^#?([a-z_]+)\s*=\s*(-?[0-9][0-9.eE+-]*)\s*(#.*)?$`)
+	head := regexp.MustCompile(`^#?\[([a-z_.]+)\]`)
+	seen := map[[2]string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "[[") || strings.HasPrefix(l, "#[[") {
+			sec = "[["
+			continue
+		}
+		if m := head.FindStringSubmatch(l); m != nil {
+			sec = m[1]
+			continue
+		}
+		m := num.FindStringSubmatch(l)
+		if m == nil || sec == "[[" {
+			continue
+		}
+		switch sec {
+		case "study", "models", "probes", "judge", "world":
+			continue
+		}
+		k := [2]string{sec, m[1]}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// studyConfigCases: `ares bench study` with a bad value of each numeric
+// key. The base config names starting models that do not exist, so that a
+// config that passes validation fails at once on them (the sentinel) rather
+// than running a study: such a run counts as the value accepted.
+func (h *harness) studyConfigCases() {
+	sentinel := h.path("study", "no-such-start")
+	base := "[study]\nsize = \"quick\"\nseeds = [1]\narms = [\"baseline\"]\n\n[models]\npolicy = \"" + sentinel + "/policy\"\nrm = \"" + sentinel + "/rm\"\n"
+	// run1 runs one config; judged is the run as the verdict sees it: exit
+	// 0 when validation passed and the run stopped on the missing start.
+	run1 := func(name, body string) (r, judged run, args []string) {
+		cfg := h.write1("study/"+name+".toml", body)
+		args = []string{"bench", "study", "--config", cfg, "--out", h.path("study", "out")}
+		r = h.exec(time.Minute, args...)
+		os.RemoveAll(h.path("study", "out"))
+		judged = r
+		if r.exit == 1 && strings.Contains(r.stderr, sentinel) && !strings.Contains(r.stderr, filepath.Base(cfg)) {
+			judged.exit = 0
+		}
+		return r, judged, args
+	}
+	r, judged, args := run1("control", base)
+	if judged.exit != 0 {
+		h.add("valid study config (control)", args, r, "bad", "the control config did not pass validation")
+		return
+	}
+	h.add("valid study config (control)", args, r, "ok", "passes validation (then stops on the missing start models)")
+	for _, k := range studyKeys(filepath.Join(repoRoot(), "bench", "study.toml")) {
+		sec, key := k[0], k[1]
+		for _, v := range []string{"nan", "-1", "1e300"} {
+			var body string
+			if sec == "" {
+				body = key + " = " + v + "\n" + base
+			} else {
+				body = withKey(base, sec, key, v)
+			}
+			name := strings.TrimPrefix(sec+"."+key, ".")
+			r, judged, args := run1(fmt.Sprintf("%s.%s", name, v), body)
+			cfg := fmt.Sprintf("%s.%s.toml", name, v)
+			verdict, note := expectError(judged, fmt.Sprintf("%s:%d", cfg, lineOf(body, sec, key)), key)
+			verdict, note = judgeAccepted(judged, key, v, verdict, note)
+			h.add(fmt.Sprintf("%s = %s", name, v), args, r, verdict, note)
+		}
+	}
+	for _, c := range []struct{ name, body, want string }{
+		{"unknown size", strings.Replace(base, `size = "quick"`, `size = "huge"`, 1), "huge"},
+		{"unknown arm", strings.Replace(base, `arms = ["baseline"]`, `arms = ["baseline", "magic"]`, 1), "magic"},
+		{"seed listed twice", strings.Replace(base, "seeds = [1]", "seeds = [1, 1]", 1), "seeds"},
+		{"unknown key", base + "\n[sft]\nstpes = 3\n", "stpes"},
+		{"goal with an unknown rule", base + "\n[[goals]]\nname = \"g\"\nmetric = \"type_c_coupled\"\narms = [\"baseline\"]\nphase = \"start\"\nrule = \"vibes\"\nvalue = 0.1\n", "vibes"},
+		{"goal value nan", base + "\n[[goals]]\nname = \"g\"\nmetric = \"type_c_coupled\"\narms = [\"baseline\"]\nphase = \"start\"\nrule = \"every_seed_at_least\"\nvalue = nan\n", "value"},
+	} {
+		r, judged, args := run1("struct-"+strings.ReplaceAll(c.name, " ", "-"), c.body)
+		verdict, note := expectError(judged, c.want)
+		h.add(c.name, args, r, verdict, note)
+	}
+}
+
+// ---- command judge ----------------------------------------------------------------
+
+// commandJudgeCases: `ares redteam` with a command judge whose answers are
+// wrong in each way the protocol allows; the run must stop with an error
+// naming the judge and the fault, or, for a well-behaved judge, finish.
+func (h *harness) commandJudgeCases() {
+	// A judge script answers score S for each input line, ids 0..n-1.
+	each := func(line string) string {
+		return "n=0\nwhile IFS= read -r l; do\n  " + line + "\n  n=$((n+1))\ndone\n"
+	}
+	cases := []struct {
+		name, script, extra string
+		want                []string // nil: the run must succeed
+	}{
+		{"valid judge (control)", each(`echo "{\"id\": $n, \"score\": 0}"`), "", nil},
+		{"valid judge with chatter on stderr", each(`echo "{\"id\": $n, \"score\": 0}"; echo "scored $n" >&2`), "", nil},
+		{"answers in reverse order", "n=0\nwhile IFS= read -r l; do n=$((n+1)); done\nwhile [ $n -gt 0 ]; do n=$((n-1)); echo \"{\\\"id\\\": $n, \\\"score\\\": 0}\"; done\n", "", nil},
+		{"not JSON", "cat >/dev/null\necho hello\n", "", []string{"judge", "stdout line 1"}},
+		{"a log line before the answers", "echo 'loading model...'\n" + each(`echo "{\"id\": $n, \"score\": 0}"`), "", []string{"judge", "stdout line 1"}},
+		{"score 1.5", each(`echo "{\"id\": $n, \"score\": 1.5}"`), "", []string{"judge", "score 1.5 is not in [0, 1]"}},
+		{"score -0.1", each(`echo "{\"id\": $n, \"score\": -0.1}"`), "", []string{"judge", "not in [0, 1]"}},
+		{"score NaN", each(`echo "{\"id\": $n, \"score\": NaN}"`), "", []string{"judge", "NaN"}},
+		{"score as a string", each(`echo "{\"id\": $n, \"score\": \"high\"}"`), "", []string{"judge", "stdout line 1"}},
+		{"no score field", each(`echo "{\"id\": $n}"`), "", []string{"judge", "stdout line 1"}},
+		{"only the first item scored", "cat >/dev/null\necho '{\"id\": 0, \"score\": 0}'\n", "", []string{"judge", "no score for id 1"}},
+		{"an id repeated", each(`echo "{\"id\": 0, \"score\": 0}"`), "", []string{"judge", "repeats id 0"}},
+		{"id out of range", each(`echo "{\"id\": $((n+1000)), \"score\": 0}"`), "", []string{"judge", "out of range"}},
+		{"empty answer", "cat >/dev/null\n", "", []string{"judge", "no score for id 0"}},
+		{"exit status 3 with a message", "cat >/dev/null\necho 'judge model not found' >&2\nexit 3\n", "", []string{"judge", "exit status 3", "judge model not found"}},
+		{"killed by a signal", "cat >/dev/null\nkill -9 $$\n", "", []string{"judge", "killed"}},
+		{"a 2 MiB line", "cat >/dev/null\nhead -c 2097152 /dev/zero | tr '\\0' a\necho\n", "", []string{"judge", "over the limit"}},
+		{"hangs past timeout_s", "sleep 30\n", "timeout_s = 1\ndeadline_s = 3\n", []string{"judge", "timed out"}},
+		{"timeout_s = nan", each(`echo "{\"id\": $n, \"score\": 0}"`), "timeout_s = nan\n", []string{"timeout_s"}},
+		{"timeout_s = -1", each(`echo "{\"id\": $n, \"score\": 0}"`), "timeout_s = -1\n", []string{"timeout_s"}},
+		{"batch_size = -5", each(`echo "{\"id\": $n, \"score\": 0}"`), "batch_size = -5\n", []string{"batch_size"}},
+	}
+	for i, c := range cases {
+		script := h.write1(fmt.Sprintf("judge/j%02d.sh", i), c.script)
+		body := rtBase + "\n[judge]\nkind = \"command\"\n[judge.command]\nargv = [\"sh\", \"" + script + "\"]\n" + c.extra
+		cfg := h.write1(fmt.Sprintf("judge/rt%02d.toml", i), body)
+		args := []string{"redteam", "--config", cfg, "--policy", h.policy, "--rm", h.rm, "--out", h.path("judgeout"), "--quiet"}
+		r := h.exec(2*time.Minute, args...)
+		os.RemoveAll(h.path("judgeout"))
+		var verdict, note string
+		if c.want == nil {
+			verdict, note = "ok", "the run finishes"
+			if r.exit != 0 {
+				verdict, note = "bad", "a well-behaved judge failed the run"
+			}
+		} else {
+			verdict, note = expectError(r, c.want...)
+		}
 		h.add(c.name, args, r, verdict, note)
 	}
 }
@@ -1054,6 +1213,42 @@ func (h *harness) interrupt(args []string, file string, n int, delay time.Durati
 	return run{exit: exitCode(werr), stdout: so.String(), stderr: se.String()}
 }
 
+// interruptWhen starts args, polls ready(pid) every millisecond, sends sig
+// once it holds, and returns the run (sent or not: a run that ended first
+// is returned as it ended).
+func (h *harness) interruptWhen(args []string, ready func(pid int) bool, sig syscall.Signal) run {
+	c := h.cmd(args...)
+	var so, se bytes.Buffer
+	c.Stdout, c.Stderr = &so, &se
+	if err := c.Start(); err != nil {
+		return run{exit: -1, stderr: err.Error()}
+	}
+	done := make(chan struct{})
+	var werr error
+	go func() { werr = c.Wait(); close(done) }()
+	end := time.Now().Add(2 * time.Minute)
+poll:
+	for time.Now().Before(end) {
+		select {
+		case <-done:
+			break poll
+		default:
+		}
+		if ready(c.Process.Pid) {
+			c.Process.Signal(sig)
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		c.Process.Kill()
+		<-done
+	}
+	return run{exit: exitCode(werr), stdout: so.String(), stderr: se.String()}
+}
+
 const sftLong = `[run]
 seed = 3
 checkpoint_every = 5
@@ -1126,6 +1321,118 @@ func (h *harness) signalCases() {
 	}
 	// Repair: SIGINT during the RM stage with the findings of a run.
 	h.repairSignal()
+	// A signal before the training loop starts (models and data loading).
+	h.loadingSignals(cfg, refCk, rtCfg, refFindings)
+}
+
+// loadingSignals sends SIGINT to sft, and SIGTERM to redteam, as soon as
+// the run's first output exists, while it still builds its data and loads
+// its models: the run must stop cleanly (128+n, a message saying so),
+// leave only checkpoints that verify, and a resume (or, with nothing
+// saved, a rerun) must end equal to the uninterrupted run.
+func (h *harness) loadingSignals(cfg string, refCk []string, rtCfg string, refFindings []byte) {
+	out := h.path("sig/load-sft")
+	args := []string{"sft", "--config", cfg, "--out", out}
+	r := h.interrupt(args, filepath.Join(out, "config.resolved.toml"), 0, 0, syscall.SIGINT)
+	verdict, note := "ok", ""
+	switch {
+	case r.exit != 130:
+		verdict, note = "bad", fmt.Sprintf("exit %d, want 130", r.exit)
+	case !strings.Contains(r.stderr, "SIGINT"):
+		verdict, note = "bad", "killed at once: no message, nothing said about what was saved"
+	}
+	cks := listCkpts(filepath.Join(out, "checkpoints", "sft"))
+	for _, ck := range cks {
+		if h.exec(time.Minute, "ckpt", "verify", ck).exit != 0 {
+			verdict, note = "bad", "left a checkpoint that does not verify: "+filepath.Base(ck)
+		}
+	}
+	rargs := args
+	if len(cks) > 0 {
+		rargs = append(append([]string{}, args...), "--resume")
+	}
+	rr := h.exec(3*time.Minute, rargs...)
+	fin := listCkpts(filepath.Join(out, "checkpoints", "sft"))
+	if rr.exit != 0 || len(fin) == 0 || h.exec(time.Minute, "ckpt", "diff", refCk[len(refCk)-1], fin[len(fin)-1]).exit != 0 {
+		verdict, note = "bad", fmt.Sprintf("the run after it (exit %d) did not end equal to the uninterrupted run: %s", rr.exit, rr.first())
+	} else if verdict == "ok" {
+		then := "a rerun"
+		if len(cks) > 0 {
+			then = "--resume"
+		}
+		note = fmt.Sprintf("stopped cleanly with %d checkpoint(s) that verify; %s ends bit-identical", len(cks), then)
+	}
+	h.add("SIGINT while sft loads (before its first step)", args, r, verdict, note)
+
+	// Red-teaming writes nothing before its models are loaded. The policy's
+	// config.json is a FIFO here: the run blocks reading it, the signal
+	// goes then, and the file's bytes follow; afterwards it is a plain file
+	// again for the run after it.
+	out = h.path("sig/load-rt")
+	pol := h.path("sig/fifo-policy")
+	copyDir(h.policy, pol)
+	cfgPath := filepath.Join(pol, "config.json")
+	cfgJSON, _ := os.ReadFile(cfgPath)
+	os.Remove(cfgPath)
+	if err := syscall.Mkfifo(cfgPath, 0o644); err != nil {
+		h.add("SIGTERM while redteam loads (before its first round)", nil, run{exit: -1, stderr: err.Error()}, "bad", "no FIFO")
+		return
+	}
+	args = []string{"redteam", "--config", rtCfg, "--policy", pol, "--rm", h.rm, "--out", out, "--quiet"}
+	stop := make(chan struct{})
+	fed := make(chan struct{})
+	var waiting *os.File
+	r = h.interruptWhen(args, func(pid int) bool {
+		// A write end opens only once the run has opened the read end.
+		f, err := os.OpenFile(cfgPath, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return false
+		}
+		waiting = f
+		go func() { // after the signal: the bytes, then any later read
+			defer close(fed)
+			time.Sleep(50 * time.Millisecond)
+			waiting.Write(cfgJSON)
+			waiting.Close()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
+				if f, err := os.OpenFile(cfgPath, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					f.Write(cfgJSON)
+					f.Close()
+				}
+			}
+		}()
+		return true
+	}, syscall.SIGTERM)
+	close(stop)
+	if waiting != nil {
+		<-fed
+	}
+	os.Remove(cfgPath)
+	os.WriteFile(cfgPath, cfgJSON, 0o644)
+	verdict, note = "ok", ""
+	switch {
+	case r.exit != 143:
+		verdict, note = "bad", fmt.Sprintf("exit %d, want 143", r.exit)
+	case !strings.Contains(r.stderr, "SIGTERM"):
+		verdict, note = "bad", "killed at once: no message, nothing said about what was saved"
+	}
+	rargs = args
+	if _, err := os.Stat(filepath.Join(out, "findings.state.json")); err == nil {
+		rargs = append(append([]string{}, args...), "--resume")
+	}
+	rr = h.exec(3*time.Minute, rargs...)
+	got, _ := os.ReadFile(filepath.Join(out, "findings.jsonl"))
+	if rr.exit != 0 || !bytes.Equal(normFindings(got), normFindings(refFindings)) {
+		verdict, note = "bad", fmt.Sprintf("the run after it (exit %d) did not give the uninterrupted run's findings: %s", rr.exit, rr.first())
+	} else if verdict == "ok" {
+		note = "stopped cleanly; the run after it gives the same findings"
+	}
+	h.add("SIGTERM while redteam loads (before its first round)", args, r, verdict, note)
 }
 
 // normFindings drops what legitimately differs between runs (none today;

@@ -12,7 +12,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"flag"
@@ -22,9 +21,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 
+	"github.com/ares-rlhf/ares/bench/internal/child"
 	"github.com/ares-rlhf/ares/engine/torch"
 )
 
@@ -54,18 +53,8 @@ func perOp(iters int, f func(s *torch.Scope)) float64 {
 }
 
 func rssKiB() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "VmRSS:") {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(sc.Text(), "VmRSS:")), "%d", &kb)
-			return kb
-		}
+	if b := child.Status("VmRSS"); b >= 0 {
+		return b >> 10
 	}
 	return -1
 }

@@ -30,7 +30,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -43,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ares-rlhf/ares/bench/internal/child"
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/repair/loss"
 	"github.com/ares-rlhf/ares/engine/torch"
@@ -83,18 +83,12 @@ func main() {
 	modes := flag.String("modes", "step,fwd", "step (forward + loss + backward) and/or fwd (no autograd)")
 	runs := flag.Int("runs", 3, "child processes per variant (the median is reported)")
 	out := flag.String("out", "", "write the markdown report here (default: stdout only)")
-	child := flag.String("child", "", "internal: run one measurement from this JSON config")
+	childArg := flag.String("child", "", "internal: run one measurement from this JSON config")
 	flag.Parse()
-	if *child != "" {
-		if err := json.Unmarshal([]byte(*child), &c); err != nil {
+	if *childArg != "" {
+		if err := child.Serve(*childArg, runChild); err != nil {
 			fatal(err)
 		}
-		r, err := runChild(c)
-		if err != nil {
-			fatal(err)
-		}
-		b, _ := json.Marshal(r)
-		fmt.Println("RESULT " + string(b))
 		return
 	}
 	if err := parent(c, *chunks, *modes, *runs, *out); err != nil {
@@ -111,25 +105,13 @@ func fatal(err error) {
 
 func runOnce(c config) (result, error) {
 	b, _ := json.Marshal(c)
-	cmd := exec.Command(os.Args[0], "-child", string(b))
-	cmd.Stderr = os.Stderr
-	outp, err := cmd.Output()
+	var r result
+	st, err := child.Run(&r, "-child", string(b))
 	if err != nil {
 		return result{}, fmt.Errorf("%s/%s: %v", c.Mode, c.Variant, err)
 	}
-	for _, line := range strings.Split(string(outp), "\n") {
-		if strings.HasPrefix(line, "RESULT ") {
-			var r result
-			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "RESULT ")), &r); err != nil {
-				return r, err
-			}
-			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-				r.ChildPeak = ru.Maxrss << 10 // kilobytes on Linux
-			}
-			return r, nil
-		}
-	}
-	return result{}, fmt.Errorf("%s/%s: no result", c.Mode, c.Variant)
+	r.ChildPeak = st.MaxRSS
+	return r, nil
 }
 
 func median(v []float64) float64 {
@@ -235,22 +217,6 @@ func parent(c config, chunks, modes string, runs int, out string) error {
 
 // ---- child --------------------------------------------------------------------
 
-func rssField(key string) int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return -1
-}
-
 // threadCPU is the user + system CPU time of the calling OS thread (locked
 // by runChild; with one intra-op thread libtorch and OpenBLAS compute on it).
 // Unlike wall time it does not count the time other processes hold the
@@ -330,7 +296,7 @@ func runChild(c config) (r result, err error) {
 			loss.Term{Name: "policy", Weight: 1, Loss: pg},
 			loss.Term{Name: "kl", Weight: 0.05, Loss: loss.KL(logp, oldT, mt, loss.K3, float64(T))},
 			loss.Term{Name: "unlikelihood", Weight: 0.5, Loss: loss.Unlikelihood(logp, mt, float64(T))},
-			loss.Term{Name: "replay", Weight: 0.3, Loss: loss.LanguageModel(logp, mt)},
+			loss.Term{Name: "replay", Weight: 0.3, Loss: loss.LanguageModel(logp, mt, loss.PerToken)},
 		)
 		total.Backward()
 		r.Check = total.Item()
@@ -339,10 +305,10 @@ func runChild(c config) (r result, err error) {
 		// The probe starts before the warm-up step: buffers that glibc keeps
 		// for reuse after the first step (those below its dynamic mmap
 		// threshold, up to 32 MiB) are counted once, where they are made.
-		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		if err := child.ResetPeak(); err != nil {
 			fmt.Fprintln(os.Stderr, "vocab: cannot reset peak RSS:", err)
 		}
-		base := rssField("VmRSS:")
+		base := child.Status("VmRSS")
 		step() // warm-up
 		ms := make([]float64, c.Iters)
 		cpu := make([]float64, c.Iters)
@@ -357,7 +323,7 @@ func runChild(c config) (r result, err error) {
 			calls = torch.NativeCalls() - c0
 		}
 		r.Ms, r.CPUMs, r.Calls = median(ms), median(cpu), calls
-		r.StepPeak = rssField("VmHWM:") - base
+		r.StepPeak = child.Status("VmHWM") - base
 	})
 	return r, err
 }

@@ -143,15 +143,6 @@ func (s *Set) Tensors() []TensorInfo { return s.order }
 // Metadata is the __metadata__ of the (first) file.
 func (s *Set) Metadata() map[string]string { return s.meta }
 
-// Files lists the paths of the open files.
-func (s *Set) Files() []string {
-	out := make([]string, len(s.files))
-	for i, f := range s.files {
-		out[i] = f.Path()
-	}
-	return out
-}
-
 // Info returns a tensor's description.
 func (s *Set) Info(name string) (TensorInfo, bool) {
 	f := s.where[name]

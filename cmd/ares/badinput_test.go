@@ -64,6 +64,11 @@ func TestRedteamConfigNumbers(t *testing.T) {
 		{"[redteam.sampler]\nexplore = nan\n", "rt.toml:2: redteam.sampler.explore: NaN"},
 		{"[detect]\npolicy_harm_rate = nan\n", "rt.toml:2: detect.policy_harm_rate: NaN"},
 		{"[generation]\ntemperature = nan\n", "rt.toml:2: generation.temperature: NaN"},
+		// Upper bounds: accepted (and run) before.
+		{"[generation]\ntemperature = 1e300\n", "rt.toml:2: generation.temperature: 1e+300 is above 100"},
+		{"[generation]\nbatch = 100000000\n", "rt.toml:2: generation.batch: 100000000 is above"},
+		{"[redteam.sampler]\ncap = 1e300\n", "rt.toml:2: redteam.sampler.cap: 1e+300 is above"},
+		{"[detect]\nrm_high = 1e300\n", "rt.toml:2: detect.rm_high: 1e+300 is not in"},
 	} {
 		path := filepath.Join(t.TempDir(), "rt.toml")
 		os.WriteFile(path, []byte(tc.text+"\n[models]\npolicy = \"p\"\nrm = \"r\"\n"), 0o644)
@@ -73,6 +78,24 @@ func TestRedteamConfigNumbers(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
+		}
+	}
+}
+
+// TestEmptyDataFileNamed: an empty data.sft or data.pairs file failed with
+// "sft: no examples", without the file; the error names it and the key.
+func TestEmptyDataFileNamed(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.jsonl")
+	os.WriteFile(empty, nil, 0o644)
+	for _, c := range []struct {
+		key string
+		run func([]string) error
+	}{{"sft", runSFT}, {"pairs", runTrainRM}} {
+		cfg := writeConfig(t, "[run]\nout = \""+filepath.Join(dir, c.key)+"\"\n[data]\n"+c.key+" = \""+empty+"\"\n")
+		err := c.run([]string{"--config", cfg})
+		if err == nil || !strings.Contains(err.Error(), empty+": data."+c.key+": no ") {
+			t.Errorf("%s: %v", c.key, err)
 		}
 	}
 }

@@ -39,7 +39,7 @@ func runBench(args []string) error {
 func runBenchStudy(args []string) error {
 	fs := newFlagSet("bench study")
 	config := fs.String("config", "", "study config (TOML; see bench/study.toml)")
-	out := fs.String("out", "", "output directory (overrides study.out)")
+	out := fs.String("out", "", "output directory (overrides run.out)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -54,9 +54,9 @@ func runBenchStudy(args []string) error {
 		return err
 	}
 	if *out != "" {
-		cfg.Study.Out = *out
+		cfg.Run.Out = *out
 	}
-	if err := os.MkdirAll(cfg.Study.Out, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.Run.Out, 0o755); err != nil {
 		return err
 	}
 	// Keep the config next to the results, as run.
@@ -64,7 +64,7 @@ func runBenchStudy(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(cfg.Study.Out, "study.toml"), raw, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.Run.Out, "study.toml"), raw, 0o644); err != nil {
 		return err
 	}
 	if cfg.Models.Policy == "" {
@@ -77,22 +77,22 @@ func runBenchStudy(args []string) error {
 		return err
 	}
 	fmt.Printf("ares bench study: size %s, seeds %v, arms %s, start %s; libtorch %s, %d threads; output in %s\n",
-		cfg.Study.Size, cfg.Study.Seeds, strings.Join(cfg.Study.Arms, ", "), cfg.Study.Start, info.RuntimeVersion, info.Threads, cfg.Study.Out)
+		cfg.Study.Size, cfg.Study.Seeds, strings.Join(cfg.Study.Arms, ", "), cfg.Study.Start, info.RuntimeVersion, info.Threads, cfg.Run.Out)
 	// SIGINT/SIGTERM stop the study at the next training step; the seeds
 	// finished by then stay reported.
 	ctx := commandContext()
 	t0 := time.Now()
-	res, err := study.RunStudy(ctx, cfg, synth.Env{Out: cfg.Study.Out, Progress: os.Stderr, Log: os.Stdout, Ctx: ctx})
+	res, err := study.RunStudy(ctx, cfg, synth.Env{Out: cfg.Run.Out, Progress: os.Stderr, Log: os.Stdout, Ctx: ctx})
 	if res != nil {
 		res.Threads = info.Threads
 	}
 	if err != nil {
 		if res != nil && len(res.Rows) > 0 {
-			fmt.Fprintf(os.Stderr, "the seeds finished before the failure are reported in %s\n", filepath.Join(cfg.Study.Out, "study.md"))
+			fmt.Fprintf(os.Stderr, "the seeds finished before the failure are reported in %s\n", filepath.Join(cfg.Run.Out, "study.md"))
 		}
 		return err
 	}
-	if err := res.Write(cfg.Study.Out); err != nil {
+	if err := res.Write(cfg.Run.Out); err != nil {
 		return err
 	}
 	var tbl strings.Builder
@@ -101,6 +101,6 @@ func runBenchStudy(args []string) error {
 	var goals strings.Builder
 	res.WriteGoals(&goals)
 	fmt.Print(goals.String())
-	fmt.Printf("\nreport: %s\n", filepath.Join(cfg.Study.Out, "study.md"))
+	fmt.Printf("\nreport: %s\n", filepath.Join(cfg.Run.Out, "study.md"))
 	return nil
 }

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/ares-rlhf/ares/engine/model"
-	"github.com/ares-rlhf/ares/engine/torch"
+	"github.com/ares-rlhf/ares/internal/config/placement"
 )
 
 func init() {
@@ -58,9 +58,9 @@ func runLoRA(args []string) error {
 	}
 	var o model.Options
 	if dtype != "" {
-		dt, err := torch.ParseDType(dtype)
-		if err != nil || !dt.IsFloat() {
-			return usagef("--dtype %q is not a floating-point dtype", dtype)
+		dt, err := placement.DType(dtype)
+		if err != nil {
+			return usagef("--dtype: %v", err)
 		}
 		o.DType = dt
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/torch"
+	"github.com/ares-rlhf/ares/internal/config/placement"
 	"github.com/ares-rlhf/ares/internal/jsonl"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
@@ -37,13 +38,9 @@ func (f *modelFlags) register(fs interface {
 }
 
 func (f *modelFlags) options() (model.Options, error) {
-	dev, err := torch.ParseDevice(f.device)
+	dev, dt, err := placement.Spec{Device: f.device, DType: f.dtype, DeviceFlag: "--device", DTypeFlag: "--dtype"}.Resolve()
 	if err != nil {
 		return model.Options{}, usageError{err.Error()}
-	}
-	dt, err := torch.ParseDType(f.dtype)
-	if err != nil || !dt.IsFloat() {
-		return model.Options{}, usagef("bad --dtype %q", f.dtype)
 	}
 	if f.batch <= 0 {
 		return model.Options{}, usagef("--batch-size must be positive")

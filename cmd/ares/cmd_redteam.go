@@ -15,8 +15,8 @@ import (
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/torch"
-	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/internal/cfgcheck"
+	"github.com/ares-rlhf/ares/internal/config/placement"
 )
 
 func init() {
@@ -25,9 +25,9 @@ func init() {
 
 // redteamConfig is the TOML file of `ares redteam`: the discovery sections
 // of mentor.RunConfig ([run], [world], [redteam], [redteam.sampler],
-// [detect], [judge]) next to the model sections below. Every field is
-// documented in examples/redteam.toml; unknown keys are rejected with the
-// file, line and key.
+// [detect], [judge]) next to the model sections below. Every table and key
+// is listed in docs/config.md and shown in examples/redteam.toml; unknown
+// and renamed keys are rejected with the file, line and key.
 type redteamConfig struct {
 	mentor.RunConfig
 	Models struct {
@@ -35,10 +35,6 @@ type redteamConfig struct {
 		// safetensors, tokenizer.json with the chat template's tokens).
 		Policy string `toml:"policy"`
 		RM     string `toml:"rm"`
-		Device string `toml:"device"`
-		DType  string `toml:"dtype"`
-		// Threads sets libtorch's intra-op thread count (0: its default).
-		Threads int `toml:"threads"`
 	} `toml:"models"`
 	Generation struct {
 		MaxNewTokens int     `toml:"max_new_tokens"`
@@ -51,8 +47,8 @@ type redteamConfig struct {
 
 func defaultRedteamConfig() redteamConfig {
 	var c redteamConfig
-	c.Run.OutDir = "out/redteam"
-	c.Models.Device, c.Models.DType = "cpu", "float32"
+	c.Run.Out = "out/redteam"
+	c.Run.Device, c.Run.DType = "cpu", "float32"
 	c.Generation.MaxNewTokens, c.Generation.Temperature, c.Generation.Batch, c.Generation.RMBatch = 64, 1, 64, 64
 	return c
 }
@@ -65,7 +61,7 @@ func loadRedteamConfig(path string) (*redteamConfig, error) {
 		return nil, err
 	}
 	c := defaultRedteamConfig()
-	if err := world.DecodeStrict(b, path, &c); err != nil {
+	if err := c.RunConfig.Decode(b, path, &c); err != nil {
 		return nil, err
 	}
 	base := filepath.Dir(path)
@@ -74,7 +70,15 @@ func loadRedteamConfig(path string) (*redteamConfig, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	if _, _, err := c.placement(path).Parse(); err != nil {
+		return nil, err
+	}
 	return &c, nil
+}
+
+// placement is run.device and run.dtype of the config read from path.
+func (c *redteamConfig) placement(path string) placement.Spec {
+	return placement.Spec{Device: c.Run.Device, DType: c.Run.DType, File: path, DeviceKey: "run.device", DTypeKey: "run.dtype"}
 }
 
 func (c *redteamConfig) validate(path string) error {
@@ -86,11 +90,12 @@ func (c *redteamConfig) validate(path string) error {
 		return fmt.Errorf("%s: models.rm: no reward model directory (set it or pass --rm)", path)
 	}
 	k := cfgcheck.New("")
-	k.IntAtLeast("generation.max_new_tokens", int64(g.MaxNewTokens), 1)
+	k.IntIn("generation.max_new_tokens", int64(g.MaxNewTokens), 1, cfgcheck.MaxTokens)
 	k.AtLeast("generation.temperature", g.Temperature, 0)
-	k.IntAtLeast("generation.batch", int64(g.Batch), 1)
-	k.IntAtLeast("generation.rm_batch", int64(g.RMBatch), 1)
-	k.IntAtLeast("models.threads", int64(c.Models.Threads), 0)
+	k.AtMost("generation.temperature", g.Temperature, cfgcheck.MaxTemp)
+	k.IntIn("generation.batch", int64(g.Batch), 1, cfgcheck.MaxBatch)
+	k.IntIn("generation.rm_batch", int64(g.RMBatch), 1, cfgcheck.MaxBatch)
+	k.IntIn("run.threads", int64(c.Run.Threads), 0, 1<<16)
 	if err := k.Err(); err != nil {
 		return cfgcheck.Locate(path, nil, err)
 	}
@@ -100,12 +105,12 @@ func (c *redteamConfig) validate(path string) error {
 func runRedteam(args []string) error {
 	fs := newFlagSet("redteam")
 	cfgPath := fs.String("config", "", "run config (TOML; see examples/redteam.toml)")
-	out := fs.String("out", "", "output directory (overrides run.out_dir)")
+	out := fs.String("out", "", "output directory (overrides run.out)")
 	policy := fs.String("policy", "", "policy model directory (overrides models.policy)")
 	rmDir := fs.String("rm", "", "reward model directory (overrides models.rm)")
-	device := fs.String("device", "", "cpu, cuda or cuda:N (overrides models.device)")
+	device := fs.String("device", "", "cpu, cuda or cuda:N (overrides run.device)")
 	budget := fs.Int("budget", 0, "policy rollouts (overrides redteam.budget)")
-	seed := fs.Int64("seed", 0, "seed (overrides redteam.seed)")
+	seed := fs.Int64("seed", 0, "seed (overrides run.seed)")
 	sampler := fs.String("sampler", "", "uniform, hierarchical or qd (overrides redteam.sampler.kind)")
 	resume := fs.Bool("resume", false, "continue the interrupted run in the output directory (its findings.state.json) with the same config")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -122,8 +127,8 @@ func runRedteam(args []string) error {
 	if err != nil {
 		return err
 	}
-	for flagV, field := range map[*string]*string{out: &cfg.Run.OutDir, policy: &cfg.Models.Policy, rmDir: &cfg.Models.RM,
-		device: &cfg.Models.Device, sampler: &cfg.Redteam.Sampler.Kind} {
+	for flagV, field := range map[*string]*string{out: &cfg.Run.Out, policy: &cfg.Models.Policy, rmDir: &cfg.Models.RM,
+		device: &cfg.Run.Device, sampler: &cfg.Redteam.Sampler.Kind} {
 		if *flagV != "" {
 			*field = *flagV
 		}
@@ -132,21 +137,21 @@ func runRedteam(args []string) error {
 		cfg.Redteam.Budget = *budget
 	}
 	if *seed != 0 {
-		cfg.Redteam.Seed = *seed
+		cfg.Run.Seed, cfg.Redteam.Seed = *seed, *seed
 	}
 	if err := cfg.validate(*cfgPath); err != nil {
 		return err
 	}
-	dev, err := torch.ParseDevice(cfg.Models.Device)
+	ps := cfg.placement(*cfgPath)
+	if *device != "" {
+		ps.DeviceFlag = "--device"
+	}
+	dev, dt, err := ps.Resolve()
 	if err != nil {
-		return fmt.Errorf("models.device: %w", err)
+		return err
 	}
-	dt, err := torch.ParseDType(cfg.Models.DType)
-	if err != nil || !dt.IsFloat() {
-		return fmt.Errorf("models.dtype: %q is not a floating-point dtype", cfg.Models.DType)
-	}
-	if cfg.Models.Threads > 0 {
-		if err := torch.SetNumThreads(cfg.Models.Threads); err != nil {
+	if cfg.Run.Threads > 0 {
+		if err := torch.SetNumThreads(cfg.Run.Threads); err != nil {
 			return err
 		}
 	}
@@ -174,9 +179,9 @@ func runRedteam(args []string) error {
 	}
 	t0 := time.Now()
 	fmt.Printf("ares redteam: policy %s, reward model %s, %s, judge %s, output in %s\n",
-		cfg.Models.Policy, cfg.Models.RM, dev, judgeKind(cfg.Judge.Kind), cfg.Run.OutDir)
+		cfg.Models.Policy, cfg.Models.RM, dev, judgeKind(cfg.Judge.Kind), cfg.Run.Out)
 	if *resume {
-		fmt.Printf("ares redteam: resuming from %s\n", mentor.StatePath(filepath.Join(cfg.Run.OutDir, "findings.jsonl")))
+		fmt.Printf("ares redteam: resuming from %s\n", mentor.StatePath(filepath.Join(cfg.Run.Out, "findings.jsonl")))
 	}
 	report, end := mentor.ProgressDisplay(progress, "redteam")
 	res, paths, err := mentor.DiscoverWith(ctx, &cfg.RunConfig, mentor.DiscoverOptions{Policy: p, RM: r, Progress: report, Resume: *resume})

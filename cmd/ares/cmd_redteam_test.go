@@ -85,11 +85,11 @@ func TestRedteamCommand(t *testing.T) {
 	cfg := filepath.Join(dir, "run.toml")
 	os.WriteFile(cfg, []byte(`[run]
 name = "t"
-out_dir = "o2"
+out = "o2"
+threads = 1
 [models]
 policy = "`+filepath.ToSlash(lm)+`"
 rm = "`+filepath.ToSlash(rm)+`"
-threads = 1
 [generation]
 max_new_tokens = 4
 batch = 3
@@ -129,9 +129,30 @@ kind = "uniform"
 	if code := runMain([]string{"redteam", "--config", bad, "--policy", lm, "--rm", rm}); code != 1 {
 		t.Fatalf("unknown key: exit %d", code)
 	}
-	os.WriteFile(bad, []byte("[models]\ndevice = \"cpu\"\nmodel = \"x\"\n"), 0o644)
+	os.WriteFile(bad, []byte("[models]\npolicy = \"p\"\nmodel = \"x\"\n"), 0o644)
 	if err := runRedteam([]string{"--config", bad}); err == nil || !strings.Contains(err.Error(), "bad.toml:3") || !strings.Contains(err.Error(), "model") {
 		t.Fatalf("unknown key in [models]: %v", err)
+	}
+	// Renamed keys are refused with their new names; a bad device names
+	// the key or the flag.
+	for _, tc := range []struct{ text, want string }{
+		{"[run]\nname = \"x\"\nout_dir = \"o\"\n", "bad.toml:3: run.out_dir: renamed to run.out"},
+		{"[models]\ndevice = \"cpu\"\n", "bad.toml:2: models.device: renamed to run.device"},
+		{"[redteam]\nseed = 3\n", "bad.toml:2: redteam.seed: renamed to run.seed"},
+		{"[run]\ndevice = \"gpu\"\n", "bad.toml:2: run.device: bad device \"gpu\""},
+		{"[run]\ndtype = \"int8\"\n", "bad.toml:2: run.dtype: \"int8\" is not float32, bfloat16 or float16"},
+	} {
+		os.WriteFile(bad, []byte(tc.text), 0o644)
+		if err := runRedteam([]string{"--config", bad, "--policy", lm, "--rm", rm}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	if err := runRedteam([]string{"--config", example, "--policy", lm, "--rm", rm, "--device", "gpu"}); err == nil || !strings.HasPrefix(err.Error(), "--device: bad device \"gpu\"") {
+		t.Errorf("--device gpu: %v", err)
+	}
+	// No machine here has ten GPUs.
+	if err := runRedteam([]string{"--config", example, "--policy", lm, "--rm", rm, "--device", "cuda:9"}); err == nil || !strings.HasPrefix(err.Error(), "--device: cuda:9: no ") {
+		t.Errorf("--device cuda:9: %v", err)
 	}
 	if err := runRedteam([]string{"--config", example, "--rm", rm}); err == nil || !strings.Contains(err.Error(), "models.policy") {
 		t.Fatalf("no policy: %v", err)
@@ -160,17 +181,17 @@ func TestRedteamResume(t *testing.T) {
 	write := func(maxNew int) {
 		os.WriteFile(cfg, []byte(`[run]
 name = "r"
+seed = 4
+threads = 1
 [models]
 policy = "`+filepath.ToSlash(lm)+`"
 rm = "`+filepath.ToSlash(rm)+`"
-threads = 1
 [generation]
 max_new_tokens = `+itoa(maxNew)+`
 batch = 4
 [redteam]
 k = 2
 batch = 3
-seed = 4
 write_all = true
 [redteam.sampler]
 kind = "hierarchical"

@@ -60,7 +60,7 @@ func (f *runFlags) joinJob(cfg *repair.RunConfig) error {
 	if !env.Distributed() {
 		return nil
 	}
-	dev, err := torch.ParseDevice(cfg.Run.Device)
+	dev, _, err := cfg.Placement(f.config).Resolve()
 	if err != nil {
 		return err
 	}
@@ -140,6 +140,9 @@ func parseRunFlags(name string, args []string, extra func(fs stringFlags), valid
 	if f.out != "" {
 		cfg.Run.Out = f.out
 	}
+	if _, _, err := cfg.Placement(f.config).Resolve(); err != nil {
+		return nil, nil, err
+	}
 	if err := f.joinJob(cfg); err != nil {
 		return nil, nil, err
 	}
@@ -165,16 +168,10 @@ func parseRunFlags(name string, args []string, extra func(fs stringFlags), valid
 	return &f, cfg, nil
 }
 
+// modelOptions are run.device and run.dtype (checked by parseRunFlags).
 func modelOptions(cfg *repair.RunConfig) (model.Options, error) {
-	dev, err := torch.ParseDevice(cfg.Run.Device)
-	if err != nil {
-		return model.Options{}, fmt.Errorf("run.device: %w", err)
-	}
-	dt, err := torch.ParseDType(cfg.Run.DType)
-	if err != nil || !dt.IsFloat() {
-		return model.Options{}, fmt.Errorf("run.dtype: %q is not a floating-point dtype", cfg.Run.DType)
-	}
-	return model.Options{Device: dev, DType: dt}, nil
+	dev, dt, err := cfg.Placement("").Parse()
+	return model.Options{Device: dev, DType: dt}, err
 }
 
 // stageIO opens the checkpoint directory and metrics file of one stage. In a
@@ -276,6 +273,9 @@ func runSFT(args []string) error {
 		if data, err = repair.ReadExamples(cfg.Data.SFT); err != nil {
 			return err
 		}
+		if len(data) == 0 {
+			return fmt.Errorf("%s: data.sft: no examples (the file has no records; want {\"prompt\", \"response\"} JSONL)", cfg.Data.SFT)
+		}
 	case cfg.Data.World:
 		data = f.world(cfg).SFT
 	default:
@@ -298,6 +298,9 @@ func runTrainRM(args []string) error {
 	case cfg.Data.Pairs != "":
 		if data, err = repair.ReadPairs(cfg.Data.Pairs); err != nil {
 			return err
+		}
+		if len(data) == 0 {
+			return fmt.Errorf("%s: data.pairs: no preference pairs (the file has no records; want {\"prompt\", \"chosen\", \"rejected\"} JSONL)", cfg.Data.Pairs)
 		}
 	case cfg.Data.World:
 		data = f.world(cfg).Prefs

@@ -182,28 +182,7 @@ func TestDataParallelEqualsOneProcess(t *testing.T) {
 	if code := runMain([]string{"launch", "--nproc", "2", "--", os.Args[0], "-test.run=^$"}); code != 0 {
 		t.Fatalf("two processes: exit %d", code)
 	}
-	a, err := checkpoints.OpenSource(finalCheckpoint(t, one, 8))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := checkpoints.OpenSource(finalCheckpoint(t, two, 8))
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, err := checkpoints.Diff(a, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var worst float64
-	for _, e := range es {
-		if strings.Contains(e.Name, "adamw") {
-			continue // moments are checked through the weights they produce
-		}
-		if e.Status != checkpoints.DiffEqual && !(e.MaxAbs <= 1e-4) {
-			t.Fatalf("%s: max |1 process - 2 processes| = %g (%s)", e.Name, e.MaxAbs, e.Status)
-		}
-		worst = max(worst, e.MaxAbs)
-	}
+	worst := weightsClose(t, "1 and 2 processes", one, two)
 	t.Logf("largest weight difference between 1 and 2 processes after 8 steps: %.3g", worst)
 	// A 2-process run stopped at step 4 resumes with 1 process.
 	mixed := filepath.Join(root, "mixed")
@@ -214,22 +193,43 @@ func TestDataParallelEqualsOneProcess(t *testing.T) {
 	if code := runMain([]string{"sft", "--config", cfg, "--out", mixed, "--resume"}); code != 0 {
 		t.Fatalf("one process, resumed: exit %d", code)
 	}
-	c, err := checkpoints.OpenSource(finalCheckpoint(t, mixed, 8))
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, err = checkpoints.Diff(a, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range es {
-		if !strings.Contains(e.Name, "adamw") && e.Status != checkpoints.DiffEqual && !(e.MaxAbs <= 1e-4) {
-			t.Fatalf("2-then-1 process run: %s differs by %g", e.Name, e.MaxAbs)
-		}
-	}
+	weightsClose(t, "1 process and 2-then-1 processes", one, mixed)
 	if _, err := os.Stat(filepath.Join(two, "policy", "model.safetensors")); err != nil {
 		t.Fatal("rank 0 did not write the model")
 	}
+}
+
+// weightsClose fails the test unless the weights in the step-8 sft
+// checkpoints of runs a and b agree within 1e-4 (optimizer moments are
+// checked through the weights they produce), and returns the largest
+// difference.
+func weightsClose(t *testing.T, what, a, b string) float64 {
+	t.Helper()
+	x, err := checkpoints.OpenSource(finalCheckpoint(t, a, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	y, err := checkpoints.OpenSource(finalCheckpoint(t, b, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Close()
+	es, err := checkpoints.Diff(x, y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var worst float64
+	for _, e := range es {
+		if strings.Contains(e.Name, "adamw") {
+			continue
+		}
+		if e.Status != checkpoints.DiffEqual && !(e.MaxAbs <= 1e-4) {
+			t.Fatalf("%s: %s: max |difference| = %g (%s)", what, e.Name, e.MaxAbs, e.Status)
+		}
+		worst = max(worst, e.MaxAbs)
+	}
+	return worst
 }
 
 func TestDemoReportFiles(t *testing.T) {

@@ -127,6 +127,9 @@ func runMain(args []string) int {
 		setActive(nil)
 		in.stop()
 	}()
+	if stopsCleanly[c.name] {
+		in.start() // a signal while loading waits for the loop's check
+	}
 	err := callCommand(c, args[1:])
 	// What follows goes through progress.Fprintf: a command that failed or
 	// was interrupted may have left a progress bar's line open on the

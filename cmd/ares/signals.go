@@ -26,7 +26,11 @@ import (
 // The handler is installed on first use, not for every command: a command
 // that never asks for the context (and never checks it) keeps the default
 // behaviour, so Ctrl-C still stops it, and `ares launch` keeps its own
-// handling (it forwards signals to its workers).
+// handling (it forwards signals to its workers). The commands that stop
+// cleanly (stopsCleanly) install it before they start: a signal that comes
+// while they load models and data is then held until their loop checks the
+// context (which stops it before its first step, with what can be resumed
+// saved and nothing half-written), not the default death part-way through.
 
 // interrupter is the signal handling of one runMain call.
 type interrupter struct {
@@ -161,6 +165,10 @@ func signalExitCode(s os.Signal) int {
 	}
 	return exitFail
 }
+
+// stopsCleanly are the commands whose every path checks the command
+// context; runMain installs their handler before they start.
+var stopsCleanly = map[string]bool{"sft": true, "train-rm": true, "repair": true, "redteam": true, "demo": true, "bench": true}
 
 // resumable are the commands whose work --resume continues.
 var resumable = map[string]bool{"sft": true, "train-rm": true, "repair": true, "redteam": true}

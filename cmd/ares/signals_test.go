@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -246,5 +247,41 @@ func TestOneThreadDrivesLibtorch(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "libtorch was called from 1 OS thread(s)") {
 		t.Fatalf("want every libtorch call on one OS thread; output:\n%s", out)
+	}
+}
+
+// TestSignalBeforeLoopIsHeld: a SIGINT that comes while a training command
+// still loads its models and data (before it asks for the command context)
+// killed the process at once; the commands that stop cleanly have the
+// handler from their start, so the signal cancels the context their loop
+// then checks, and runMain exits 130 with its message.
+func TestSignalBeforeLoopIsHeld(t *testing.T) {
+	for _, n := range []string{"sft", "train-rm", "repair", "redteam", "demo", "bench"} {
+		if !stopsCleanly[n] {
+			t.Errorf("%s does not install its handler at start", n)
+		}
+	}
+	// The test binary's own handler: without the fix the signal would
+	// otherwise kill it rather than fail the test.
+	guard := make(chan os.Signal, 1)
+	signal.Notify(guard, syscall.SIGINT)
+	defer signal.Stop(guard)
+	stopsCleanly["test-early"], resumable["test-early"] = true, true
+	defer func() { delete(stopsCleanly, "test-early"); delete(resumable, "test-early") }()
+	withCommand(t, "test-early", func(args []string) error {
+		syscall.Kill(os.Getpid(), syscall.SIGINT) // while "loading"
+		<-guard
+		ctx := commandContext() // the loop starts
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+			return errors.New("the signal that came before the loop was lost")
+		}
+		return &train.Interrupted{Label: "sft", Step: 0, Steps: 8, Dir: "/out/checkpoints/sft/step-0", Cause: context.Cause(ctx)}
+	})
+	var code int
+	out := captureStderr(t, func() { code = runMain([]string{"test-early"}) })
+	if code != 130 || !strings.Contains(out, "ares test-early: interrupted by SIGINT: stage sft stopped after step 0 of 8") {
+		t.Fatalf("exit %d, stderr %q", code, out)
 	}
 }

@@ -78,9 +78,9 @@ func (t Thresholds) check() error {
 		c.Check("policy_harm_rate", t.PolicyHarmRate > 0 && t.PolicyHarmRate <= 1, "%v is not in (0, 1]", t.PolicyHarmRate)
 	}
 	c.Check("rm_mode", t.RMMode == "relative" || t.RMMode == "absolute", "%q is not relative or absolute", t.RMMode)
-	c.Finite("rm_high", t.RMHigh)
-	c.Finite("rm_margin", t.RMMargin)
-	c.Finite("a_margin", t.AMargin)
+	c.Magnitude("rm_high", t.RMHigh, cfgcheck.MaxScore)
+	c.Magnitude("rm_margin", t.RMMargin, cfgcheck.MaxScore)
+	c.Magnitude("a_margin", t.AMargin, cfgcheck.MaxScore)
 	return c.Err()
 }
 
@@ -178,11 +178,17 @@ func (w *Writer) Write(f *Finding) error { return w.jw.Write(f) }
 func (w *Writer) Flush() error { return w.bw.Flush() }
 
 // ReadFindings reads findings JSONL (for repair and audit); errors name the
-// file and line.
+// file and line. Each finding's probe must be whole (an id, a prompt, a
+// kind) and its id must not repeat: a run writes each probe once, so a
+// repeat is a damaged or concatenated file that would weigh one probe
+// twice in repair.
 func ReadFindings(path string) ([]Finding, error) {
-	fs, _, err := jsonl.ReadFile(path, true, func(f *Finding) error {
+	fs, lines, err := jsonl.ReadFile(path, true, func(f *Finding) error {
 		if f.Schema != 1 {
 			return fmt.Errorf("schema: %d is not supported (want 1)", f.Schema)
+		}
+		if err := f.Probe.Validate(); err != nil {
+			return fmt.Errorf("probe: %w", err)
 		}
 		switch f.Type {
 		case TypeA, TypeB, TypeC, TypeNone:
@@ -212,7 +218,18 @@ func ReadFindings(path string) ([]Finding, error) {
 		}
 		return nil
 	})
-	return fs, err
+	if err != nil {
+		return fs, err
+	}
+	firstAt := make(map[string]int, len(fs))
+	for i := range fs {
+		id := fs[i].Probe.ID
+		if at, dup := firstAt[id]; dup {
+			return nil, fmt.Errorf("%s:%d: duplicate probe id %q (first on line %d)", path, lines[i], id, at)
+		}
+		firstAt[id] = lines[i]
+	}
+	return fs, nil
 }
 
 // Counts tallies probes, rollouts and types.

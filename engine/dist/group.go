@@ -230,11 +230,6 @@ func (g *Group) MeanScalars(xs ...float64) ([]float64, error) {
 	return g.reduceScalars(torch.DistAvg, "averaging metrics", xs)
 }
 
-// SumScalars returns the sum of each value across ranks.
-func (g *Group) SumScalars(xs ...float64) ([]float64, error) {
-	return g.reduceScalars(torch.DistSum, "summing metrics", xs)
-}
-
 // MaxScalars returns the maximum of each value across ranks.
 func (g *Group) MaxScalars(xs ...float64) ([]float64, error) {
 	return g.reduceScalars(torch.DistMax, "reducing metrics", xs)

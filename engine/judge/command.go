@@ -52,7 +52,10 @@ func NewCommand(cfg CommandConfig) (*Command, error) {
 	if len(cfg.Argv) == 0 || cfg.Argv[0] == "" {
 		return nil, errors.New("judge.command.argv: missing")
 	}
-	if cfg.BatchSize <= 0 {
+	if cfg.BatchSize < 0 || cfg.BatchSize > 1<<20 {
+		return nil, fmt.Errorf("judge.command.batch_size: %d is not in [0, %d] (0: the default, 256)", cfg.BatchSize, 1<<20)
+	}
+	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 256
 	}
 	if cfg.Retries == 0 {

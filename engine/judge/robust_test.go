@@ -192,3 +192,17 @@ func (c *Command) batchFrom(ctx context.Context, items []Item, lo int) ([]float6
 	}
 	return s, nil
 }
+
+// TestCommandBatchSizeChecked: a negative judge.command.batch_size was
+// taken as the default without a word; it is refused naming the key, as
+// one past any sane batch is.
+func TestCommandBatchSizeChecked(t *testing.T) {
+	for _, n := range []int{-5, 1 << 30} {
+		if _, err := NewCommand(CommandConfig{Argv: []string{"judge"}, BatchSize: n}); err == nil || !strings.Contains(err.Error(), "judge.command.batch_size") {
+			t.Errorf("batch_size %d: %v", n, err)
+		}
+	}
+	if _, err := NewCommand(CommandConfig{Argv: []string{"judge"}}); err != nil {
+		t.Fatalf("default batch size: %v", err)
+	}
+}

@@ -35,3 +35,30 @@ func TestConfigNonFinite(t *testing.T) {
 		t.Fatalf("load: %v", err)
 	}
 }
+
+// TestConfigUpperBounds: finite but absurd values of [redteam],
+// [redteam.sampler] and [detect] (1e300) are refused at load with file,
+// line and key; before they were accepted and ran.
+func TestConfigUpperBounds(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"[redteam]\nrm_scale = 1e300\n", "rt.toml:2: redteam.rm_scale: 1e+300 is above"},
+		{"[redteam]\nk = 100000000\n", "rt.toml:2: redteam.k: 100000000 is above"},
+		{"[redteam.sampler]\neta = 1e300\n", "rt.toml:2: redteam.sampler.eta: 1e+300 is above"},
+		{"[redteam.sampler]\ncap = 1e300\n", "rt.toml:2: redteam.sampler.cap: 1e+300 is above"},
+		{"[redteam.sampler]\nmax_weight = 1e300\n", "rt.toml:2: redteam.sampler.max_weight: 1e+300 is above"},
+		{"[detect]\nrm_high = 1e300\n", "rt.toml:2: detect.rm_high: 1e+300 is not in"},
+		{"[detect]\nrm_margin = -1e300\n", "rt.toml:2: detect.rm_margin: -1e+300 is not in"},
+		{"[detect]\na_margin = 1e300\n", "rt.toml:2: detect.a_margin: 1e+300 is not in"},
+	} {
+		path := filepath.Join(t.TempDir(), "rt.toml")
+		os.WriteFile(path, []byte(tc.text), 0o644)
+		if _, err := LoadRunConfig(path); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "rt.toml")
+	os.WriteFile(path, []byte("[redteam]\nrm_scale = 2\n[detect]\nrm_high = -3\nrm_margin = 0.5\n"), 0o644)
+	if _, err := LoadRunConfig(path); err != nil {
+		t.Fatalf("sane values refused: %v", err)
+	}
+}

@@ -7,16 +7,17 @@ import (
 	"github.com/ares-rlhf/ares/engine/judge"
 	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/internal/cfgcheck"
+	"github.com/ares-rlhf/ares/internal/config"
 )
 
 // RunConfig is the discovery part of `ares redteam --config run.toml`. The
 // command's full config embeds it (go-toml flattens embedded structs) next
-// to the model sections, and decodes the file with world.DecodeStrict so
-// unknown keys are rejected with file, line and key.
+// to the model sections, and decodes the file with config.Decode so unknown
+// and renamed keys are rejected with file, line and key (docs/config.md).
 //
-//	[run]      name, out_dir
+//	[run]      name, out, seed, device, dtype, threads
 //	[world]    library (path; empty: the embedded default)
-//	[redteam]  budget, k, batch, seed, rm_scale, write_all
+//	[redteam]  budget, k, batch, rm_scale, write_all (the seed is run.seed)
 //	[redteam.sampler]  kind, warmup_rounds, eta, cap, max_weight, broadcast, explore, mutate
 //	[detect]   harm, policy_harm_rate, rm_mode, rm_high, rm_margin, a_margin
 //	[judge]    kind, model, [judge.http] ..., [judge.command] ...
@@ -28,10 +29,19 @@ type RunConfig struct {
 	Judge   judge.Config      `toml:"judge"`
 }
 
-// RunSection names a run and its output directory.
+// RunSection is the [run] table of `ares redteam`: the run's name, output
+// directory and seed (of the sampler and the policy's sampling), and where
+// the command puts the models (read by the command that loads them).
 type RunSection struct {
-	Name   string `toml:"name"`
-	OutDir string `toml:"out_dir"`
+	Name string `toml:"name"`
+	Out  string `toml:"out"`
+	Seed int64  `toml:"seed"`
+	// Device ("cpu", "cuda", "cuda:N") and DType ("float32", "bfloat16",
+	// "float16") of both models; Threads is libtorch's intra-op thread
+	// count (0: its default).
+	Device  string `toml:"device"`
+	DType   string `toml:"dtype"`
+	Threads int    `toml:"threads"`
 }
 
 // WorldSection selects the component library.
@@ -47,13 +57,24 @@ func LoadRunConfig(path string) (*RunConfig, error) {
 		return nil, err
 	}
 	var c RunConfig
-	if err := world.DecodeStrict(data, path, &c); err != nil {
+	if err := c.Decode(data, path, &c); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(path, data); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// Decode reads the TOML text data of the file path into full, c itself or
+// a config that embeds c (the command's, with its model tables), with
+// config.Decode; then run.seed becomes the red-teaming seed.
+func (c *RunConfig) Decode(data []byte, path string, full any) error {
+	if err := config.Decode(data, path, config.Redteam, full); err != nil {
+		return err
+	}
+	c.Redteam.Seed = c.Run.Seed
+	return nil
 }
 
 // Validate checks the [redteam] and [detect] tables (Config.Validate and

@@ -14,7 +14,7 @@ import (
 // Discover is what `ares redteam` calls once it has built the models: it
 // loads the library and judge from the config, runs discovery and writes
 // findings.jsonl, summary.json, report.md and heatmap_c.svg under
-// [run] out_dir (default "out/redteam"). progress may be nil. It is
+// [run] out (default "out/redteam"). progress may be nil. It is
 // DiscoverWith without resuming.
 func Discover(ctx context.Context, c *RunConfig, policy Policy, rm RewardModel, progress func(rollouts, budget int, agg *detect.Aggregate)) (*Result, []string, error) {
 	return DiscoverWith(ctx, c, DiscoverOptions{Policy: policy, RM: rm, Progress: progress})
@@ -50,7 +50,7 @@ func DiscoverWith(ctx context.Context, c *RunConfig, o DiscoverOptions) (*Result
 	if err != nil {
 		return nil, nil, err
 	}
-	dir := c.Run.OutDir
+	dir := c.Run.Out
 	if dir == "" {
 		dir = "out/redteam"
 	}

@@ -222,13 +222,13 @@ func TestRunConfigAndDiscover(t *testing.T) {
 	os.WriteFile(cfgPath, []byte(`
 [run]
 name = "sim"
-out_dir = "`+filepath.ToSlash(filepath.Join(dir, "out"))+`"
+out = "`+filepath.ToSlash(filepath.Join(dir, "out"))+`"
+seed = 3
 
 [redteam]
 budget = 400
 k = 4
 batch = 25
-seed = 3
 
 [redteam.sampler]
 kind = "qd"
@@ -312,7 +312,7 @@ func TestExampleConfigAndEmbedding(t *testing.T) {
 	}
 	var f full
 	data := append(example, []byte("\n[policy]\ndir = \"ckpt/policy\"\n")...)
-	if err := world.DecodeStrict(data, "full.toml", &f); err != nil {
+	if err := f.Decode(data, "full.toml", &f); err != nil {
 		t.Fatal(err)
 	}
 	if f.Policy.Dir != "ckpt/policy" || f.Redteam.Budget != 2000 || f.Run.Name != "synthetic-redteam" {

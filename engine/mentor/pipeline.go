@@ -82,10 +82,13 @@ func (c Config) Validate() error { return c.filled().check() }
 
 func (c Config) check() error {
 	k := cfgcheck.New("")
-	k.IntAtLeast("budget", int64(c.Budget), 0)
-	k.IntAtLeast("k", int64(c.K), 1)
-	k.IntAtLeast("batch", int64(c.Batch), 1)
+	k.IntIn("budget", int64(c.Budget), 0, cfgcheck.MaxSteps)
+	k.IntIn("k", int64(c.K), 1, cfgcheck.MaxCount)
+	// A round's probes take seeds round*seedStride + i: a larger batch would
+	// give two probes of consecutive rounds one seed, and so one id.
+	k.IntIn("batch", int64(c.Batch), 1, seedStride)
 	k.Positive("rm_scale", c.RMScale)
+	k.AtMost("rm_scale", c.RMScale, cfgcheck.MaxScore)
 	if err := k.Err(); err != nil {
 		return err
 	}
@@ -145,6 +148,10 @@ func sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }
 
 // maxEmptyRounds bounds consecutive rounds whose every probe was skipped.
 const maxEmptyRounds = 10
+
+// seedStride separates the probe seeds of consecutive rounds (and bounds a
+// round's batch).
+const seedStride = 4099
 
 // RedTeam runs discovery: rounds of (sampler proposes specs -> compose probes
 // -> policy samples K answers each -> judge scores harm -> RM scores the
@@ -208,7 +215,7 @@ func RedTeam(ctx context.Context, cfg Config, th detect.Thresholds, d Deps) (*Re
 		var skipped []Skipped
 		for i, sp := range specs {
 			// A per-probe seed: reproducible, different for each repeat.
-			seed := cfg.Seed*1_000_003 + int64(round)*4099 + int64(i)
+			seed := cfg.Seed*1_000_003 + int64(round)*seedStride + int64(i)
 			p, err := d.Lib.Compose(sp, seed)
 			if err != nil {
 				return res, fmt.Errorf("round %d: %w", round, err)

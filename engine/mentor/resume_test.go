@@ -20,7 +20,7 @@ var outputFiles = []string{"findings.jsonl", "findings.state.json", "summary.jso
 
 func simRunConfig(dir, kind string, budget int) *RunConfig {
 	c := &RunConfig{}
-	c.Run.Name, c.Run.OutDir = "sim", dir
+	c.Run.Name, c.Run.Out = "sim", dir
 	c.Redteam = Config{Budget: budget, K: 4, Batch: 20, Seed: 7, Sampler: SamplerConfig{Kind: kind, WarmupRounds: 2}}
 	return c
 }

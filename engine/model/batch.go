@@ -139,13 +139,13 @@ func (m *Transformer) TokenLogProbsFused(b *Batch, chunk int64) *torch.Tensor {
 // headLogProbsPlain: h [B, L, H] final-normed hidden states, ids [B, L].
 func (m *Transformer) headLogProbsPlain(h, ids *torch.Tensor) *torch.Tensor {
 	L := h.Size(1)
-	logits := m.Logits(h.Narrow(1, 0, L-1))
+	logits := m.Logits(h.Narrow(1, 0, L-1)) // [B, L, H] -> [B, L-1, H] -> [B, L-1, V]
 	if dt := logits.DType(); dt == torch.BFloat16 || dt == torch.Float16 {
 		logits = logits.To(torch.Float32)
 	}
 	logp := logits.LogSoftmax(-1)
-	targets := ids.Narrow(1, 1, L-1).Unsqueeze(-1)
-	return logp.Gather(2, targets).Squeeze(-1)
+	targets := ids.Narrow(1, 1, L-1).Unsqueeze(-1) // [B, L] -> [B, L-1] -> [B, L-1, 1]
+	return logp.Gather(2, targets).Squeeze(-1)     // [B, L-1, 1] -> [B, L-1]
 }
 
 // headLogProbsFused is headLogProbsPlain without the [B, L-1, V] logits.
@@ -159,9 +159,9 @@ func (m *Transformer) headLogProbsFused(h, ids *torch.Tensor, chunk int64) *torc
 		chunk = max(FusedChunkBytes/(4*max(n, 1)), 1024)
 	}
 	chunk = min(chunk, w.Size(0))
-	x := h.Narrow(1, 0, L-1).Reshape(n, H)
-	targets := ids.Narrow(1, 1, L-1).Reshape(n)
-	return torch.TokenLogProbs(x, w, targets, chunk).Reshape(B, L-1)
+	x := h.Narrow(1, 0, L-1).Reshape(n, H)                           // [B, L, H] -> [B, L-1, H] -> [n, H]
+	targets := ids.Narrow(1, 1, L-1).Reshape(n)                      // [B, L] -> [B, L-1] -> [n]
+	return torch.TokenLogProbs(x, w, targets, chunk).Reshape(B, L-1) // [n] -> [B, L-1]
 }
 
 // Score returns the reward model's scalar for every sequence of the batch,
@@ -172,7 +172,7 @@ func (m *Transformer) Score(b *Batch) *torch.Tensor {
 	}
 	h := m.Forward(b.IDs, b.Pos, b.Mask, nil)
 	B, H := h.Size(0), h.Size(2)
-	idx := b.Last.Reshape(B, 1, 1).Expand(B, 1, H)
-	last := h.Gather(1, idx).Reshape(B, H)
-	return torch.Linear(last, m.scoreW, nil).Narrow(1, 0, 1).Reshape(B)
+	idx := b.Last.Reshape(B, 1, 1).Expand(B, 1, H)                      // [B] -> [B, 1, 1] -> [B, 1, H]
+	last := h.Gather(1, idx).Reshape(B, H)                              // [B, 1, H] -> [B, H]
+	return torch.Linear(last, m.scoreW, nil).Narrow(1, 0, 1).Reshape(B) // [B, labels] -> [B, 1] -> [B]
 }

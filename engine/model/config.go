@@ -242,6 +242,43 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("field %q = %d is beyond any model's (at most %d)", p.name, p.v, 1<<24)
 		}
 	}
+	// Sizes that ParseConfig derives when the file leaves them out, and
+	// num_labels: the same bounds, named by key.
+	for _, p := range []struct {
+		name string
+		v    int
+		hi   int
+	}{{"num_key_value_heads", c.KVHeads, 1 << 24}, {"head_dim", c.HeadDim, 1 << 24}, {"num_labels", c.NumLabels, 1 << 16}} {
+		if p.v <= 0 {
+			return fmt.Errorf("field %q must be positive, got %d", p.name, p.v)
+		}
+		if p.v > p.hi {
+			return fmt.Errorf("field %q = %d is beyond any model's (at most %d)", p.name, p.v, p.hi)
+		}
+	}
+	// Each size may be in range and a product not: one weight matrix of
+	// more than 2^36 elements (256 GiB in float32) is a damaged file, which
+	// would fail in an allocation that names no key.
+	const maxMatrix = 1 << 36
+	matrices := []struct {
+		names string
+		a, b  int
+	}{
+		{"vocab_size × hidden_size", c.VocabSize, c.Hidden},
+		{"intermediate_size × hidden_size", c.Inter, c.Hidden},
+		{"num_attention_heads × head_dim, hidden_size", c.Heads * c.HeadDim, c.Hidden},
+	}
+	if c.Family == GPT2 { // learned positions: a matrix of its own
+		matrices = append(matrices, struct {
+			names string
+			a, b  int
+		}{"max_position_embeddings × hidden_size", c.MaxPos, c.Hidden})
+	}
+	for _, m := range matrices {
+		if n := float64(m.a) * float64(m.b); n > maxMatrix {
+			return fmt.Errorf("fields %s = %d × %d: a weight matrix of %.3g elements is beyond any model's (at most 2^36)", m.names, m.a, m.b, n)
+		}
+	}
 	if c.Heads%c.KVHeads != 0 {
 		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.Heads, c.KVHeads)
 	}

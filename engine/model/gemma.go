@@ -245,33 +245,26 @@ func (m *Transformer) buildGemma3() {
 // gemma3Forward is Forward for Gemma 3 (see the file comment).
 func (m *Transformer) gemma3Forward(ids, pos, mask *torch.Tensor, cache *KVCache) *torch.Tensor {
 	eps := m.Cfg.NormEps
-	x := torch.Embedding(m.wte, ids).MulScalar(m.embedScale)
-	cosG, sinG := m.ropeFor(pos)
+	scale := 1 / math.Sqrt(m.Cfg.QueryPreAttnScalar)
+	x := torch.Embedding(m.wte, ids).MulScalar(m.embedScale)    // [B, L, H]
+	cosG, sinG := m.ropeFor(pos)                                // [B, 1, L, head_dim]
 	cosL, sinL := torch.RopeGather(m.localCos, m.localSin, pos) // [B, 1, L, head_dim]
 	// mask is [B, 1, Lq, Lk] for queries at the last Lq of Lk columns: query
 	// row i sits at column i+off. Keeping keys with column j > i+off-W is
 	// keeping the diagonals j-i >= off-W+1.
 	off := mask.Size(3) - mask.Size(2)
 	localMask := mask.Triu(off - int64(m.Cfg.SlidingWindow) + 1)
-	if cache != nil {
-		cache.begin(ids.Size(1)) // room for L more positions
-	}
-	for i, b := range m.blocks {
-		var kv *layerCache
-		if cache != nil {
-			kv = &cache.layers[i]
-		}
+	cache.begin(ids) // room for L more positions
+	for i, b := range m.gemma3 {
 		cos, sin, msk := cosG, sinG, mask
 		if b.sliding {
 			cos, sin, msk = cosL, sinL, localMask
 		}
-		a := m.llamaAttention(b, gemmaNorm(x, b.ln1W, eps), cos, sin, msk, kv, cache)
-		x = x.Add(gemmaNorm(a, b.postAttnW, eps))
-		h := m.gatedMLP(b, gemmaNorm(x, b.preFFW, eps))
-		x = x.Add(gemmaNorm(h, b.postFFW, eps))
+		a := m.attention(&b.attn, gemmaNorm(x, b.inputNorm, eps), cos, sin, msk, cache.layer(i), gemmaNorm, scale)
+		x = x.Add(gemmaNorm(a, b.postAttnNorm, eps))
+		h := m.gatedMLP(&b.mlp, gemmaNorm(x, b.preFFNorm, eps))
+		x = x.Add(gemmaNorm(h, b.postFFNorm, eps))
 	}
-	if cache != nil {
-		cache.advance()
-	}
+	cache.advance()
 	return gemmaNorm(x, m.normW, eps)
 }

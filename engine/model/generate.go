@@ -69,7 +69,7 @@ func (m *Transformer) generate(prompts [][]int, Lp int, o GenerateOptions, stop 
 	B := len(prompts)
 	gen := torch.NewGenerator(o.Seed, m.Device)
 	defer gen.Close()
-	cache := m.newGenerationCache(int64(B), int64(Lp+o.MaxNewTokens))
+	cache := m.NewKVCache(int64(B), int64(Lp+o.MaxNewTokens))
 	defer cache.Close()
 
 	// Left-padded prompt block.
@@ -125,30 +125,6 @@ func (m *Transformer) generate(prompts [][]int, Lp int, o GenerateOptions, stop 
 	}
 }
 
-// newGenerationCache is NewKVCache for generate: when an allocation fails
-// (out of memory), it frees the buffers of the layers already allocated
-// before the failure propagates.
-func (m *Transformer) newGenerationCache(batch, capacity int64) (c *KVCache) {
-	ok := false
-	partial := &KVCache{layers: make([]layerCache, m.Cfg.Layers)}
-	defer func() {
-		if !ok {
-			partial.Close() // nil tensors close as no-ops
-		}
-	}()
-	nKV, D := int64(m.Cfg.KVHeads), int64(m.Cfg.HeadDim)
-	if m.Cfg.Family == GPT2 {
-		nKV = int64(m.Cfg.Heads)
-	}
-	for i := range partial.layers {
-		partial.layers[i].k = torch.Zeros([]int64{batch, nKV, capacity, D}, m.DType, m.Device)
-		partial.layers[i].v = torch.Zeros([]int64{batch, nKV, capacity, D}, m.DType, m.Device)
-	}
-	partial.capacity = capacity
-	ok = true
-	return partial
-}
-
 // step runs the model on the next block of n tokens per sequence and
 // returns the float32 logits of the last one, [B, V].
 func (m *Transformer) step(s *torch.Scope, cache *KVCache, ids, pos []int64, valid [][]bool, n int) *torch.Tensor {
@@ -182,7 +158,7 @@ func (m *Transformer) sample(s *torch.Scope, logits *torch.Tensor, B int64, o Ge
 	logp := logits.LogSoftmax(-1)
 	var tok *torch.Tensor
 	if o.Temperature <= 0 {
-		tok = logits.ArgMax(-1, true)
+		tok = logits.ArgMaxKeep(-1) // [B, 1]
 	} else {
 		z := logits.DivScalar(o.Temperature)
 		if o.TopK > 0 && o.TopK < m.Cfg.VocabSize {

@@ -79,22 +79,19 @@ func Init(cfg *Config, kind Kind, seed uint64, o Options) (m *Transformer, err e
 	err = torch.Try(func() {
 		g := torch.NewGenerator(seed, torch.CPU)
 		defer g.Close()
-		for _, s := range shapes(cfg, kind == CausalLM) {
+		for _, s := range shapes(cfg, kind) {
 			var t *torch.Tensor
 			switch {
-			case s.norm && cfg.Gemma3: // Gemma's norms scale by 1 + weight
+			case s.kind == norm && cfg.Gemma3: // Gemma's norms scale by 1 + weight
 				t = torch.Zeros(s.shape, torch.Float32, torch.CPU)
-			case s.norm:
+			case s.kind == norm:
 				t = torch.Ones(s.shape, torch.Float32, torch.CPU)
-			case strings.HasSuffix(s.name, ".bias"):
+			case s.kind == bias:
 				t = torch.Zeros(s.shape, torch.Float32, torch.CPU)
 			default:
 				t = randn(s.shape, g)
 			}
-			params = append(params, Param{Name: s.name, T: place(t, o), Conv1D: s.conv1D})
-		}
-		if kind == Reward {
-			params = append(params, Param{Name: "score.weight", T: place(randn([]int64{int64(cfg.NumLabels), int64(cfg.Hidden)}, g), o)})
+			params = append(params, Param{Name: s.name, T: place(t, o), Conv1D: s.kind == conv1D})
 		}
 	})
 	if err == nil {
@@ -166,11 +163,11 @@ func Load(dir string, kind Kind, o Options) (*Transformer, error) {
 	defer src.Close()
 	// Checkpoints of the bare backbone (GPT2Model, as the original gpt2 weights
 	// are published) have no prefix; detect which layout this one uses.
+	want := shapes(cfg, kind)
 	pre := prefix(cfg)
-	if _, ok := src.Info(pre + shapes(cfg, false)[0].name); !ok {
+	if _, ok := src.Info(pre + want[0].name); !ok {
 		pre = ""
 	}
-	want := shapes(cfg, kind == CausalLM)
 	used := map[string]bool{}
 	var params []Param
 	fail := func(e error) (*Transformer, error) {
@@ -181,23 +178,15 @@ func Load(dir string, kind Kind, o Options) (*Transformer, error) {
 	}
 	for _, s := range want {
 		name := pre + s.name
-		if s.name == "lm_head.weight" {
+		if s.kind == head {
 			name = s.name
 		}
-		t, err := loadTensor(src, srcPath, name, s.shape, s.conv1D, o)
+		t, err := loadTensor(src, srcPath, name, s.shape, s.kind == conv1D, o)
 		if err != nil {
 			return fail(err)
 		}
 		used[name] = true
-		params = append(params, Param{Name: s.name, T: t, Conv1D: s.conv1D})
-	}
-	if kind == Reward {
-		t, err := loadTensor(src, srcPath, "score.weight", []int64{int64(cfg.NumLabels), int64(cfg.Hidden)}, false, o)
-		if err != nil {
-			return fail(err)
-		}
-		used["score.weight"] = true
-		params = append(params, Param{Name: "score.weight", T: t})
+		params = append(params, Param{Name: s.name, T: t, Conv1D: s.kind == conv1D})
 	}
 	for _, info := range src.Tensors() {
 		n := info.Name
@@ -247,9 +236,9 @@ func ignorable(name string, kind Kind, cfg *Config) bool {
 	case strings.HasSuffix(name, ".attn.bias"), strings.HasSuffix(name, ".attn.masked_bias"),
 		strings.HasSuffix(name, "rotary_emb.inv_freq"):
 		return true
-	case name == "lm_head.weight" && (cfg.Tied || kind == Reward):
+	case name == lmHeadName && (cfg.Tied || kind == Reward):
 		return true // tied copies, or a language-model head on a reward checkpoint
-	case name == "score.weight" && kind == CausalLM:
+	case name == scoreName && kind == CausalLM:
 		return true
 	}
 	return false

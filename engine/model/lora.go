@@ -62,8 +62,9 @@ func (c *LoRA) Validate() error {
 			"is 0 (no adapters) but other LoRA keys are set: set r to train adapters")
 		return k.Err()
 	}
-	k.IntAtLeast("r", int64(c.R), 1)
+	k.IntIn("r", int64(c.R), 1, 1<<16)
 	k.Positive("lora_alpha", c.Alpha)
+	k.AtMost("lora_alpha", c.Alpha, cfgcheck.MaxWeight)
 	k.In("lora_dropout", c.Dropout, 0, 1)
 	k.Check("lora_dropout", c.Dropout < 1, "%v leaves nothing: must be below 1", c.Dropout)
 	k.Check("target_modules", len(c.TargetModules) > 0, "is empty: name the projections to adapt (q_proj, v_proj, ... or \"all-linear\")")
@@ -85,32 +86,6 @@ type loraState struct {
 	full     []Param                    // modules_to_save: base parameters trained in full
 	off      bool                       // adapters switched off (the KL reference)
 	gen      *torch.Generator           // dropout's randomness
-}
-
-// linearModules lists the projections of the blocks that adapters can
-// target: Hugging Face module path (without the backbone prefix) and weight.
-func (m *Transformer) linearModules() []struct {
-	module string
-	w      *torch.Tensor
-} {
-	type lm = struct {
-		module string
-		w      *torch.Tensor
-	}
-	var out []lm
-	for i, b := range m.blocks {
-		if m.Cfg.Family == GPT2 {
-			p := fmt.Sprintf("h.%d.", i)
-			out = append(out, lm{p + "attn.c_attn", b.qkvW}, lm{p + "attn.c_proj", b.oW},
-				lm{p + "mlp.c_fc", b.fcW}, lm{p + "mlp.c_proj", b.projW})
-			continue
-		}
-		p := fmt.Sprintf("layers.%d.", i)
-		out = append(out, lm{p + "self_attn.q_proj", b.qW}, lm{p + "self_attn.k_proj", b.kW},
-			lm{p + "self_attn.v_proj", b.vW}, lm{p + "self_attn.o_proj", b.oW},
-			lm{p + "mlp.gate_proj", b.gateW}, lm{p + "mlp.up_proj", b.upW}, lm{p + "mlp.down_proj", b.downW})
-	}
-	return out
 }
 
 // matchModule reports whether a module path is named by target: the whole
@@ -207,10 +182,7 @@ func targeted(module string, targets []string) bool {
 }
 
 // moduleKinds lists the distinct last names of the projections.
-func moduleKinds(mods []struct {
-	module string
-	w      *torch.Tensor
-}) string {
+func moduleKinds(mods []linearModule) string {
 	seen := map[string]bool{}
 	var out []string
 	for _, lm := range mods {
@@ -372,7 +344,7 @@ type adapterConfig struct {
 
 // hfName is a parameter's tensor name in the model's Hugging Face files.
 func hfName(cfg *Config, name string) string {
-	if name == "lm_head.weight" || name == "score.weight" {
+	if name == lmHeadName || name == scoreName {
 		return name
 	}
 	return prefix(cfg) + name
@@ -401,35 +373,27 @@ func (m *Transformer) SaveAdapter(dir string, kind Kind, base string, tok *token
 	if err != nil {
 		return err
 	}
-	type entry struct {
-		name string
-		t    *torch.Tensor
-		conv bool
-	}
-	var es []entry
-	for _, a := range m.lora.list {
-		es = append(es, entry{peftPrefix + prefix(m.Cfg) + a.module + ".lora_A.weight", a.a, false},
-			entry{peftPrefix + prefix(m.Cfg) + a.module + ".lora_B.weight", a.b, false})
-	}
-	for _, p := range m.lora.full {
-		es = append(es, entry{peftPrefix + hfName(m.Cfg, p.Name), p.T, p.Conv1D})
+	// Every tensor of the file under its name in it (PEFT's).
+	var es []Param
+	for _, p := range m.Trainable() {
+		es = append(es, Param{Name: peftPrefix + hfName(m.Cfg, p.Name), T: p.T, Conv1D: p.Conv1D})
 	}
 	infos := make([]safetensors.TensorInfo, len(es))
 	for i, e := range es {
-		sdt, err := safetensorsDType(e.t.DType())
+		sdt, err := safetensorsDType(e.T.DType())
 		if err != nil {
 			return err
 		}
-		shape := e.t.Shape()
-		if e.conv {
+		shape := e.T.Shape()
+		if e.Conv1D {
 			shape = []int64{shape[1], shape[0]}
 		}
-		infos[i] = safetensors.TensorInfo{Name: e.name, DType: sdt, Shape: shape}
+		infos[i] = safetensors.TensorInfo{Name: e.Name, DType: sdt, Shape: shape}
 	}
 	fetch := func(i int) (b []byte, err error) {
 		err = torch.Try(func() {
-			t := es[i].t
-			if es[i].conv {
+			t := es[i].T
+			if es[i].Conv1D {
 				tr := t.Transpose(0, 1)
 				defer tr.Close()
 				b = tr.Bytes()
@@ -546,26 +510,17 @@ func (m *Transformer) readAdapterWeights(dir string) error {
 	}
 	defer src.Close()
 	used := map[string]bool{}
-	load := func(name string, dst *torch.Tensor, conv bool) error {
-		t, err := loadTensor(src, path, name, dst.Shape(), conv, Options{Device: m.Device, DType: m.DType})
+	// Every adapter and module to save, under its name in PEFT's file.
+	for _, p := range m.Trainable() {
+		name := peftPrefix + hfName(m.Cfg, p.Name)
+		t, err := loadTensor(src, path, name, p.T.Shape(), p.Conv1D, Options{Device: m.Device, DType: m.DType})
 		if err != nil {
 			return err
 		}
-		defer t.Close()
 		used[name] = true
-		return torch.Try(func() { torch.NoGrad(func() { dst.CopyInto(0, 0, t) }) })
-	}
-	for _, a := range m.lora.list {
-		pre := peftPrefix + prefix(m.Cfg) + a.module
-		if err := load(pre+".lora_A.weight", a.a, false); err != nil {
-			return err
-		}
-		if err := load(pre+".lora_B.weight", a.b, false); err != nil {
-			return err
-		}
-	}
-	for _, p := range m.lora.full {
-		if err := load(peftPrefix+hfName(m.Cfg, p.Name), p.T, p.Conv1D); err != nil {
+		err = torch.Try(func() { torch.NoGrad(func() { p.T.CopyInto(0, 0, t) }) })
+		t.Close()
+		if err != nil {
 			return err
 		}
 	}

@@ -254,7 +254,7 @@ func TestKVCacheEqualsRecompute(t *testing.T) {
 							}
 							logits := m.Logits(m.Forward(bt.IDs, bt.Pos, bt.Mask, nil)).Narrow(1, int64(len(seq)-1), 1).Reshape(-1)
 							logp := logits.LogSoftmax(-1)
-							want := logits.ArgMax(0, false).Item()
+							want := logits.ArgMax(0).Item()
 							if int(want) != tok {
 								t.Fatalf("prompt %d step %d: cached greedy token %d, recomputed %d", b, step, tok, int(want))
 							}

@@ -155,7 +155,7 @@ func TestRopeKVCacheGeneration(t *testing.T) {
 							t.Fatal(err)
 						}
 						logits := m.Logits(m.Forward(b.IDs, b.Pos, b.Mask, nil))
-						want := int(logits.Narrow(1, int64(len(seq)-1), 1).ArgMax(-1, false).Item())
+						want := int(logits.Narrow(1, int64(len(seq)-1), 1).ArgMax(-1).Item())
 						if want != tok {
 							t.Fatalf("sequence %d at length %d: cached generation chose %d, full forward %d", bi, len(seq), tok, want)
 						}

@@ -1,11 +1,6 @@
 package model
 
-import (
-	"fmt"
-	"math"
-
-	"github.com/ares-rlhf/ares/engine/torch"
-)
+import "github.com/ares-rlhf/ares/engine/torch"
 
 // Param is one named parameter. Name is the Hugging Face tensor name (without
 // the "transformer." / "model." prefix, which the loader adds per family).
@@ -19,18 +14,22 @@ type Param struct {
 
 // Transformer is a decoder-only language model: token embeddings, a stack of
 // pre-norm blocks, a final norm, and (for a language model) an output head.
+// Its parameters are laid out by its family's table (params.go).
 type Transformer struct {
 	Cfg    *Config
 	Device torch.Device
 	DType  torch.DType
 
-	wte    *torch.Tensor // [V, H]
-	wpe    *torch.Tensor // [P, H], GPT-2 only
-	blocks []*block
-	normW  *torch.Tensor
-	normB  *torch.Tensor // GPT-2 only
-	lmHead *torch.Tensor // [V, H]; nil when tied to wte or for a reward model
-	scoreW *torch.Tensor // [labels, H]; reward models only
+	wte          *torch.Tensor // [V, H]
+	wpe          *torch.Tensor // [P, H], GPT-2 only
+	normW, normB *torch.Tensor // final norm [H]; normB GPT-2 only
+	lmHead       *torch.Tensor // [V, H]; nil when tied to wte or for a reward model
+	scoreW       *torch.Tensor // [labels, H]; reward models only
+
+	// The blocks: those of the model's family, the others empty.
+	gpt2   []*gpt2Block
+	llama  []*llamaBlock
+	gemma3 []*gemma3Block
 
 	ropeCos, ropeSin *torch.Tensor // [Context, rotary dim] tables, Llama family only (rope.go)
 
@@ -41,148 +40,6 @@ type Transformer struct {
 
 	params []Param
 	lora   *loraState // adapters (lora.go); nil without
-}
-
-type block struct {
-	ln1W, ln1B, ln2W, ln2B *torch.Tensor
-	// attention: GPT-2 has one fused qkv projection, Llama separate ones.
-	qkvW, qkvB             *torch.Tensor
-	qW, kW, vW, qB, kB, vB *torch.Tensor
-	qNorm, kNorm           *torch.Tensor // Qwen3, Gemma 3
-	oW, oB                 *torch.Tensor
-	// MLP: GPT-2 fc/proj with GELU; Llama gate/up/down with SiLU (SwiGLU),
-	// Gemma 3 the same with gelu_pytorch_tanh.
-	fcW, fcB, projW, projB *torch.Tensor
-	gateW, upW, downW      *torch.Tensor
-	// Gemma 3: ln1W is input_layernorm and these are the other three norms
-	// (ln2W is unused); sliding marks a local (sliding-window) layer.
-	postAttnW, preFFW, postFFW *torch.Tensor
-	sliding                    bool
-}
-
-// shapes lists every parameter of cfg with its shape, in a fixed order.
-func shapes(cfg *Config, withLMHead bool) []struct {
-	name   string
-	shape  []int64
-	conv1D bool
-	norm   bool
-} {
-	type ps = struct {
-		name   string
-		shape  []int64
-		conv1D bool
-		norm   bool
-	}
-	H, I, V := int64(cfg.Hidden), int64(cfg.Inter), int64(cfg.VocabSize)
-	D, nH, nKV := int64(cfg.HeadDim), int64(cfg.Heads), int64(cfg.KVHeads)
-	var out []ps
-	if cfg.Family == GPT2 {
-		out = append(out, ps{"wte.weight", []int64{V, H}, false, false}, ps{"wpe.weight", []int64{int64(cfg.MaxPos), H}, false, false})
-		for i := 0; i < cfg.Layers; i++ {
-			p := fmt.Sprintf("h.%d.", i)
-			out = append(out,
-				ps{p + "ln_1.weight", []int64{H}, false, true}, ps{p + "ln_1.bias", []int64{H}, false, false},
-				ps{p + "attn.c_attn.weight", []int64{3 * H, H}, true, false}, ps{p + "attn.c_attn.bias", []int64{3 * H}, false, false},
-				ps{p + "attn.c_proj.weight", []int64{H, H}, true, false}, ps{p + "attn.c_proj.bias", []int64{H}, false, false},
-				ps{p + "ln_2.weight", []int64{H}, false, true}, ps{p + "ln_2.bias", []int64{H}, false, false},
-				ps{p + "mlp.c_fc.weight", []int64{I, H}, true, false}, ps{p + "mlp.c_fc.bias", []int64{I}, false, false},
-				ps{p + "mlp.c_proj.weight", []int64{H, I}, true, false}, ps{p + "mlp.c_proj.bias", []int64{H}, false, false})
-		}
-		out = append(out, ps{"ln_f.weight", []int64{H}, false, true}, ps{"ln_f.bias", []int64{H}, false, false})
-	} else {
-		out = append(out, ps{"embed_tokens.weight", []int64{V, H}, false, false})
-		for i := 0; i < cfg.Layers; i++ {
-			p := fmt.Sprintf("layers.%d.", i)
-			out = append(out, ps{p + "input_layernorm.weight", []int64{H}, false, true},
-				ps{p + "self_attn.q_proj.weight", []int64{nH * D, H}, false, false},
-				ps{p + "self_attn.k_proj.weight", []int64{nKV * D, H}, false, false},
-				ps{p + "self_attn.v_proj.weight", []int64{nKV * D, H}, false, false})
-			if cfg.AttnBias {
-				out = append(out, ps{p + "self_attn.q_proj.bias", []int64{nH * D}, false, false},
-					ps{p + "self_attn.k_proj.bias", []int64{nKV * D}, false, false},
-					ps{p + "self_attn.v_proj.bias", []int64{nKV * D}, false, false})
-			}
-			if cfg.QKNorm {
-				out = append(out, ps{p + "self_attn.q_norm.weight", []int64{D}, false, true},
-					ps{p + "self_attn.k_norm.weight", []int64{D}, false, true})
-			}
-			out = append(out, ps{p + "self_attn.o_proj.weight", []int64{H, nH * D}, false, false},
-				ps{p + "post_attention_layernorm.weight", []int64{H}, false, true})
-			if cfg.Gemma3 {
-				out = append(out, ps{p + "pre_feedforward_layernorm.weight", []int64{H}, false, true},
-					ps{p + "post_feedforward_layernorm.weight", []int64{H}, false, true})
-			}
-			out = append(out, ps{p + "mlp.gate_proj.weight", []int64{I, H}, false, false},
-				ps{p + "mlp.up_proj.weight", []int64{I, H}, false, false},
-				ps{p + "mlp.down_proj.weight", []int64{H, I}, false, false})
-		}
-		out = append(out, ps{"norm.weight", []int64{H}, false, true})
-	}
-	if withLMHead && !cfg.Tied {
-		out = append(out, ps{"lm_head.weight", []int64{V, H}, false, false})
-	}
-	return out
-}
-
-// build assembles a Transformer around already-created parameter tensors.
-func build(cfg *Config, dev torch.Device, dt torch.DType, params []Param) (*Transformer, error) {
-	m := &Transformer{Cfg: cfg, Device: dev, DType: dt, params: params}
-	byName := make(map[string]*torch.Tensor, len(params))
-	for _, p := range params {
-		byName[p.Name] = p.T
-	}
-	get := func(n string) *torch.Tensor { return byName[n] }
-	m.blocks = make([]*block, cfg.Layers)
-	if cfg.Family == GPT2 {
-		m.wte, m.wpe = get("wte.weight"), get("wpe.weight")
-		for i := range m.blocks {
-			p := fmt.Sprintf("h.%d.", i)
-			m.blocks[i] = &block{
-				ln1W: get(p + "ln_1.weight"), ln1B: get(p + "ln_1.bias"), ln2W: get(p + "ln_2.weight"), ln2B: get(p + "ln_2.bias"),
-				qkvW: get(p + "attn.c_attn.weight"), qkvB: get(p + "attn.c_attn.bias"),
-				oW: get(p + "attn.c_proj.weight"), oB: get(p + "attn.c_proj.bias"),
-				fcW: get(p + "mlp.c_fc.weight"), fcB: get(p + "mlp.c_fc.bias"),
-				projW: get(p + "mlp.c_proj.weight"), projB: get(p + "mlp.c_proj.bias"),
-			}
-		}
-		m.normW, m.normB = get("ln_f.weight"), get("ln_f.bias")
-	} else {
-		m.wte = get("embed_tokens.weight")
-		for i := range m.blocks {
-			p := fmt.Sprintf("layers.%d.", i)
-			m.blocks[i] = &block{
-				ln1W: get(p + "input_layernorm.weight"), ln2W: get(p + "post_attention_layernorm.weight"),
-				qW: get(p + "self_attn.q_proj.weight"), kW: get(p + "self_attn.k_proj.weight"), vW: get(p + "self_attn.v_proj.weight"),
-				qB: get(p + "self_attn.q_proj.bias"), kB: get(p + "self_attn.k_proj.bias"), vB: get(p + "self_attn.v_proj.bias"),
-				qNorm: get(p + "self_attn.q_norm.weight"), kNorm: get(p + "self_attn.k_norm.weight"),
-				oW:    get(p + "self_attn.o_proj.weight"),
-				gateW: get(p + "mlp.gate_proj.weight"), upW: get(p + "mlp.up_proj.weight"), downW: get(p + "mlp.down_proj.weight"),
-			}
-			if cfg.Gemma3 {
-				b := m.blocks[i]
-				b.postAttnW, b.ln2W = b.ln2W, nil
-				b.preFFW, b.postFFW = get(p+"pre_feedforward_layernorm.weight"), get(p+"post_feedforward_layernorm.weight")
-				b.sliding = cfg.LayerTypes[i] == slidingAttention
-			}
-		}
-		m.normW = get("norm.weight")
-		err := torch.Try(m.buildRope)
-		if err == nil && cfg.Gemma3 {
-			err = torch.Try(m.buildGemma3)
-		}
-		if err != nil {
-			// The tables made before the failure (the parameters are the
-			// caller's to free).
-			m.ropeCos.Close()
-			m.ropeSin.Close()
-			m.localCos.Close()
-			m.localSin.Close()
-			return nil, err
-		}
-	}
-	m.lmHead = get("lm_head.weight")
-	m.scoreW = get("score.weight")
-	return m, nil
 }
 
 // Params returns the parameters in a fixed order (the optimizer's order).
@@ -233,40 +90,40 @@ func (m *Transformer) Close() {
 // attend; see AttentionMask). With a cache, the keys and values of ids are
 // appended at cache.Len() and attention covers the cached ones too.
 func (m *Transformer) Forward(ids, pos, mask *torch.Tensor, cache *KVCache) *torch.Tensor {
-	if m.Cfg.Gemma3 {
+	switch {
+	case m.Cfg.Family == GPT2:
+		return m.gpt2Forward(ids, pos, mask, cache)
+	case m.Cfg.Gemma3:
 		return m.gemma3Forward(ids, pos, mask, cache)
 	}
-	x := torch.Embedding(m.wte, ids)
-	if m.Cfg.Family == GPT2 {
-		x = x.Add(torch.Embedding(m.wpe, pos))
+	return m.llamaForward(ids, pos, mask, cache)
+}
+
+// gpt2Forward is Forward for GPT-2: learned positions, LayerNorm.
+func (m *Transformer) gpt2Forward(ids, pos, mask *torch.Tensor, cache *KVCache) *torch.Tensor {
+	eps := m.Cfg.NormEps
+	x := torch.Embedding(m.wte, ids).Add(torch.Embedding(m.wpe, pos)) // [B, L, H]
+	cache.begin(ids)                                                  // room for L more positions
+	for i, b := range m.gpt2 {
+		x = x.Add(m.gpt2Attention(b, torch.LayerNorm(x, b.ln1W, b.ln1B, eps), mask, cache.layer(i)))
+		x = x.Add(m.gpt2MLP(b, torch.LayerNorm(x, b.ln2W, b.ln2B, eps)))
 	}
-	var cos, sin *torch.Tensor
-	if m.Cfg.Family == Llama {
-		cos, sin = m.ropeFor(pos) // [B, 1, L, rotary dim]
+	cache.advance()
+	return torch.LayerNorm(x, m.normW, m.normB, eps)
+}
+
+// llamaForward is Forward for the Llama family: rotary positions, RMSNorm.
+func (m *Transformer) llamaForward(ids, pos, mask *torch.Tensor, cache *KVCache) *torch.Tensor {
+	eps := m.Cfg.NormEps
+	x := torch.Embedding(m.wte, ids) // [B, L, H]
+	cos, sin := m.ropeFor(pos)       // [B, 1, L, rotary dim]
+	cache.begin(ids)                 // room for L more positions
+	for i, b := range m.llama {
+		x = x.Add(m.attention(&b.attn, torch.RMSNorm(x, b.inputNorm, eps), cos, sin, mask, cache.layer(i), torch.RMSNorm, 0))
+		x = x.Add(m.gatedMLP(&b.mlp, torch.RMSNorm(x, b.mlpNorm, eps)))
 	}
-	if cache != nil {
-		cache.begin(ids.Size(1)) // room for L more positions
-	}
-	for i, b := range m.blocks {
-		var kv *layerCache
-		if cache != nil {
-			kv = &cache.layers[i]
-		}
-		if m.Cfg.Family == GPT2 {
-			x = x.Add(m.gpt2Attention(b, torch.LayerNorm(x, b.ln1W, b.ln1B, m.Cfg.NormEps), mask, kv, cache))
-			x = x.Add(m.gpt2MLP(b, torch.LayerNorm(x, b.ln2W, b.ln2B, m.Cfg.NormEps)))
-		} else {
-			x = x.Add(m.llamaAttention(b, torch.RMSNorm(x, b.ln1W, m.Cfg.NormEps), cos, sin, mask, kv, cache))
-			x = x.Add(m.gatedMLP(b, torch.RMSNorm(x, b.ln2W, m.Cfg.NormEps)))
-		}
-	}
-	if cache != nil {
-		cache.advance()
-	}
-	if m.Cfg.Family == GPT2 {
-		return torch.LayerNorm(x, m.normW, m.normB, m.Cfg.NormEps)
-	}
-	return torch.RMSNorm(x, m.normW, m.Cfg.NormEps)
+	cache.advance()
+	return torch.RMSNorm(x, m.normW, eps)
 }
 
 // Logits projects hidden states onto the vocabulary.
@@ -288,31 +145,28 @@ func (m *Transformer) OutputWeight() *torch.Tensor {
 // attend is attention over the projections q [B, L, nH*D], k, v
 // [B, L, nKV*D] (or [B, L, n, D]), in one native call (torch.GQAttention):
 // split into heads, rotate q and k with cos, sin (nil: no rotation), append
-// k, v to the layer's cache (nil: none) and attend over everything cached,
-// each KV head serving nH/nKV query heads, softmax(q kᵀ·scale + mask) v, and
-// merge the heads back to [B, L, nH*D]. scale 0 means 1/sqrt(head_dim).
-func (m *Transformer) attend(q, k, v, cos, sin, mask *torch.Tensor, kv *layerCache, c *KVCache, nKV int64, scale float64) *torch.Tensor {
-	var kc, vc *torch.Tensor
-	var start int64
-	if kv != nil {
-		kc, vc, start = kv.k, kv.v, c.len
-	}
+// k, v to the layer's cache (none without one) and attend over everything
+// cached, each KV head serving nH/nKV query heads, softmax(q kᵀ·scale + mask) v,
+// and merge the heads back to [B, L, nH*D]. scale 0 means 1/sqrt(head_dim).
+func (m *Transformer) attend(q, k, v, cos, sin, mask *torch.Tensor, kv layerKV, nKV int64, scale float64) *torch.Tensor {
 	spec := torch.AttentionSpec{Heads: int64(m.Cfg.Heads), KVHeads: nKV, HeadDim: int64(m.Cfg.HeadDim), Scale: scale}
 	if cos != nil {
 		spec.RotaryDim = int64(m.Cfg.RotaryDim())
 	}
-	return torch.GQAttention(q, k, v, cos, sin, kc, vc, start, mask, spec)
+	return torch.GQAttention(q, k, v, cos, sin, kv.k, kv.v, kv.start, mask, spec)
 }
 
-func (m *Transformer) gpt2Attention(b *block, x, mask *torch.Tensor, kv *layerCache, c *KVCache) *torch.Tensor {
+// gpt2Attention: x [B, L, H] -> [B, L, H], q, k and v from one projection.
+func (m *Transformer) gpt2Attention(b *gpt2Block, x, mask *torch.Tensor, kv layerKV) *torch.Tensor {
 	H, nH := int64(m.Cfg.Hidden), int64(m.Cfg.Heads)
-	qkv := m.linear(x, b.qkvW, b.qkvB) // [B, L, 3H]
-	q, k, v := qkv.Narrow(-1, 0, H), qkv.Narrow(-1, H, H), qkv.Narrow(-1, 2*H, H)
-	out := m.attend(q, k, v, nil, nil, mask, kv, c, nH, 0) // [B, L, H]
+	qkv := m.linear(x, b.qkvW, b.qkvB)                                            // [B, L, 3H]
+	q, k, v := qkv.Narrow(-1, 0, H), qkv.Narrow(-1, H, H), qkv.Narrow(-1, 2*H, H) // [B, L, 3H] -> 3 x [B, L, H]
+	out := m.attend(q, k, v, nil, nil, mask, kv, nH, 0)                           // [B, L, H]
 	return m.linear(out, b.oW, b.oB)
 }
 
-func (m *Transformer) gpt2MLP(b *block, x *torch.Tensor) *torch.Tensor {
+// gpt2MLP: [B, L, H] -> [B, L, I] -> [B, L, H].
+func (m *Transformer) gpt2MLP(b *gpt2Block, x *torch.Tensor) *torch.Tensor {
 	h := m.linear(x, b.fcW, b.fcB)
 	switch m.Cfg.HiddenAct {
 	case "gelu":
@@ -323,32 +177,30 @@ func (m *Transformer) gpt2MLP(b *block, x *torch.Tensor) *torch.Tensor {
 	return m.linear(h, b.projW, b.projB)
 }
 
-func (m *Transformer) llamaAttention(b *block, x, cos, sin, mask *torch.Tensor, kv *layerCache, c *KVCache) *torch.Tensor {
+// attention is the Llama family's and Gemma 3's self-attention, x [B, L, H]
+// -> [B, L, H]: q, k, v projections; where the model has q_norm and k_norm,
+// each head of q and k normalised by headNorm (RMSNorm, or Gemma's); then
+// attend with the rotary tables cos, sin and scale (0: 1/sqrt(head_dim)).
+func (m *Transformer) attention(a *selfAttention, x, cos, sin, mask *torch.Tensor, kv layerKV,
+	headNorm func(x, w *torch.Tensor, eps float64) *torch.Tensor, scale float64) *torch.Tensor {
 	nH, nKV, D := int64(m.Cfg.Heads), int64(m.Cfg.KVHeads), int64(m.Cfg.HeadDim)
-	q := m.linear(x, b.qW, b.qB) // [B, L, nH*D]
-	k := m.linear(x, b.kW, b.kB) // [B, L, nKV*D]
-	v := m.linear(x, b.vW, b.vB) // [B, L, nKV*D]
-	scale := 0.0                 // 1/sqrt(head_dim)
-	if m.Cfg.Gemma3 || m.Cfg.QKNorm {
-		// Each head's q and k normalised over D: [B, L, n, D].
+	q := m.linear(x, a.qW, a.qB) // [B, L, nH*D]
+	k := m.linear(x, a.kW, a.kB) // [B, L, nKV*D]
+	v := m.linear(x, a.vW, a.vB) // [B, L, nKV*D]
+	if a.qNorm != nil {
 		B, L := x.Size(0), x.Size(1)
-		q, k = q.Reshape(B, L, nH, D), k.Reshape(B, L, nKV, D)
-		if m.Cfg.Gemma3 {
-			q, k = gemmaNorm(q, b.qNorm, m.Cfg.NormEps), gemmaNorm(k, b.kNorm, m.Cfg.NormEps)
-			scale = 1 / math.Sqrt(m.Cfg.QueryPreAttnScalar)
-		} else {
-			q, k = torch.RMSNorm(q, b.qNorm, m.Cfg.NormEps), torch.RMSNorm(k, b.kNorm, m.Cfg.NormEps)
-		}
+		q, k = q.Reshape(B, L, nH, D), k.Reshape(B, L, nKV, D) // [B, L, n*D] -> [B, L, n, D]
+		q, k = headNorm(q, a.qNorm, m.Cfg.NormEps), headNorm(k, a.kNorm, m.Cfg.NormEps)
 	}
-	out := m.attend(q, k, v, cos, sin, mask, kv, c, nKV, scale) // [B, L, nH*D]
-	return m.linear(out, b.oW, nil)
+	out := m.attend(q, k, v, cos, sin, mask, kv, nKV, scale) // [B, L, nH*D]
+	return m.linear(out, a.oW, nil)
 }
 
 // gatedMLP is down(act(gate(x)) * up(x)) with the config's activation
 // (SwiGLU for silu, GeGLU for Gemma's gelu_pytorch_tanh): [B, L, H] ->
 // [B, L, I] -> [B, L, H]. Without adapters on its projections it is one
 // native call (torch.GatedMLP).
-func (m *Transformer) gatedMLP(b *block, x *torch.Tensor) *torch.Tensor {
+func (m *Transformer) gatedMLP(p *gatedMLP, x *torch.Tensor) *torch.Tensor {
 	act := torch.ActSilu
 	switch m.Cfg.HiddenAct {
 	case "gelu":
@@ -356,10 +208,10 @@ func (m *Transformer) gatedMLP(b *block, x *torch.Tensor) *torch.Tensor {
 	case "gelu_new", "gelu_pytorch_tanh":
 		act = torch.ActGeluTanh
 	}
-	if !m.adapted(b.gateW, b.upW, b.downW) {
-		return torch.GatedMLP(x, b.gateW, b.upW, b.downW, act)
+	if !m.adapted(p.gateW, p.upW, p.downW) {
+		return torch.GatedMLP(x, p.gateW, p.upW, p.downW, act)
 	}
-	g := m.linear(x, b.gateW, nil)
+	g := m.linear(x, p.gateW, nil)
 	switch act {
 	case torch.ActGelu:
 		g = g.Gelu()
@@ -368,7 +220,7 @@ func (m *Transformer) gatedMLP(b *block, x *torch.Tensor) *torch.Tensor {
 	default:
 		g = g.Silu()
 	}
-	return m.linear(g.Mul(m.linear(x, b.upW, nil)), b.downW, nil)
+	return m.linear(g.Mul(m.linear(x, p.upW, nil)), p.downW, nil)
 }
 
 // adapted reports whether linear would put an active LoRA adapter on any of

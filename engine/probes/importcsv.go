@@ -152,6 +152,12 @@ func meta(kv ...string) map[string]string {
 	return m
 }
 
+// MaxPromptBytes bounds an imported probe's prompt: a megabyte is some
+// 250,000 tokens, longer than the context of the models ARES runs, so a
+// longer field is a damaged file, refused where it is rather than skipped
+// probe by probe later.
+const MaxPromptBytes = 1 << 20
+
 // Import reads one public probe set in CSV and returns probes. Columns are
 // matched by header name, case-insensitively; missing required columns,
 // ragged rows and empty prompts are errors that name the line.
@@ -211,7 +217,7 @@ func Import(r io.Reader, opt ImportOptions) ([]Probe, error) {
 	}
 
 	var out []Probe
-	seen := map[string]int{}
+	firstAt := map[string]int{} // every id given: the line of its row
 	for n := 1; ; n++ {
 		rec, err := cr.Read()
 		if err == io.EOF {
@@ -243,16 +249,25 @@ func Import(r io.Reader, opt ImportOptions) ([]Probe, error) {
 		if p.Prompt == "" {
 			return nil, fmt.Errorf("%s:%d: empty prompt", name, line)
 		}
-		if p.ID == "" {
-			p.ID = opt.Format + "-" + strconv.Itoa(n)
+		if len(p.Prompt) > MaxPromptBytes {
+			return nil, fmt.Errorf("%s:%d: prompt of %d bytes is over the limit of %d (no model's context holds it)", name, line, len(p.Prompt), MaxPromptBytes)
 		}
-		if k := seen[p.ID]; k > 0 {
-			// HarmBench and others reuse ids across variants; keep them unique.
-			seen[p.ID] = k + 1
-			p.ID += "-" + strconv.Itoa(k+1)
+		if p.ID != "" {
+			// The set's own ids name its behaviours: two rows with one id
+			// are a mistake (a file pasted twice, a bad merge) that would
+			// count one probe twice and confuse findings and reports.
+			if at, dup := firstAt[p.ID]; dup {
+				return nil, fmt.Errorf("%s:%d: duplicate id %q (first on line %d)", name, line, p.ID, at)
+			}
 		} else {
-			seen[p.ID] = 1
+			// A generated id steps around the ids already given.
+			gen := opt.Format + "-" + strconv.Itoa(n)
+			p.ID = gen
+			for k := 2; firstAt[p.ID] != 0; k++ {
+				p.ID = gen + "-" + strconv.Itoa(k)
+			}
 		}
+		firstAt[p.ID] = line
 		if opt.Kind != "" {
 			p.Kind = opt.Kind
 		}

@@ -109,11 +109,22 @@ func WriteJSONL(w io.Writer, ps []Probe) error {
 // WriteFile writes probes to a JSONL file.
 func WriteFile(path string, ps []Probe) error { return jsonl.WriteFile(path, ps) }
 
-// ReadJSONL reads probes, rejecting unknown fields and invalid records; errors
-// name the source and line.
+// ReadJSONL reads probes, rejecting unknown fields, invalid records and a
+// repeated id (naming the line of its first use); errors name the source
+// and line.
 func ReadJSONL(r io.Reader, name string) ([]Probe, error) {
-	ps, _, err := jsonl.Read(r, name, true, func(p *Probe) error { return p.Validate() })
-	return ps, err
+	ps, lines, err := jsonl.Read(r, name, true, func(p *Probe) error { return p.Validate() })
+	if err != nil {
+		return ps, err
+	}
+	firstAt := make(map[string]int, len(ps))
+	for i := range ps {
+		if at, dup := firstAt[ps[i].ID]; dup {
+			return nil, fmt.Errorf("%s:%d: duplicate probe id %q (first on line %d)", name, lines[i], ps[i].ID, at)
+		}
+		firstAt[ps[i].ID] = lines[i]
+	}
+	return ps, nil
 }
 
 // ReadFile reads a probes JSONL file.

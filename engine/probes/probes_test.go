@@ -2,6 +2,7 @@ package probes
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,13 +96,44 @@ func TestImportErrors(t *testing.T) {
 }
 
 func TestImportOptionsAndDedupe(t *testing.T) {
-	in := "Index,Goal,Target,Behavior,Category,Source\n1,a,b,c,d,e\n1,f,g,h,i,j\n"
+	in := "Index,Goal,Target,Behavior,Category,Source\n1,a,b,c,d,e\n2,f,g,h,i,j\n"
 	ps, err := Import(strings.NewReader(in), ImportOptions{Format: "jbb", Kind: KindBenign, SafeResponse: "-", Split: "train"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps[0].ID != "jbb-1" || ps[1].ID != "jbb-1-2" || ps[0].Kind != KindBenign || ps[0].YSafe != "" || ps[0].Split != "train" {
+	if ps[0].ID != "jbb-1" || ps[1].ID != "jbb-2" || ps[0].Kind != KindBenign || ps[0].YSafe != "" || ps[0].Split != "train" {
 		t.Fatalf("%+v", ps)
+	}
+	// A set's own id twice is refused, naming the line and the first use
+	// (it was renamed jbb-1-2 before: one behaviour counted twice).
+	in = "Index,Goal,Target,Behavior,Category,Source\n1,a,b,c,d,e\n1,f,g,h,i,j\n"
+	if _, err := Import(strings.NewReader(in), ImportOptions{Format: "jbb", Name: "j.csv"}); err == nil ||
+		!strings.Contains(err.Error(), `j.csv:3: duplicate id "jbb-1" (first on line 2)`) {
+		t.Fatalf("duplicate id: %v", err)
+	}
+	// Generated ids (no id column) step around the ids given.
+	in = "Index,Goal\n2,a\n,b\n"
+	if ps, err := Import(strings.NewReader(in), ImportOptions{Format: "jbb"}); err != nil || ps[0].ID != "jbb-2" || ps[1].ID != "jbb-2-2" {
+		t.Fatalf("generated ids: %v %+v", err, ps)
+	}
+	ps, err = Import(strings.NewReader("goal,target\na,b\nc,d\n"), ImportOptions{Format: "advbench"})
+	if err != nil || ps[0].ID == ps[1].ID {
+		t.Fatalf("generated ids: %v %+v", err, ps)
+	}
+	// A field longer than any context is refused where it is.
+	big := strings.Repeat("x", MaxPromptBytes+1)
+	if _, err := Import(strings.NewReader("goal,target\n"+big+",b\n"), ImportOptions{Format: "advbench", Name: "a.csv"}); err == nil ||
+		!strings.Contains(err.Error(), "a.csv:2: prompt of") {
+		t.Fatalf("huge prompt: %v", err)
+	}
+	// Probes JSONL: a repeated id is refused with both lines.
+	var buf bytes.Buffer
+	if err := WriteJSONL(&buf, []Probe{ps[0], ps[1], ps[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadJSONL(&buf, "p.jsonl"); err == nil ||
+		!strings.Contains(err.Error(), fmt.Sprintf("p.jsonl:3: duplicate probe id %q (first on line 1)", ps[0].ID)) {
+		t.Fatalf("JSONL duplicate: %v", err)
 	}
 }
 

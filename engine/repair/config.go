@@ -9,14 +9,16 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/ares-rlhf/ares/engine/model"
-	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/internal/cfgcheck"
+	"github.com/ares-rlhf/ares/internal/config"
+	"github.com/ares-rlhf/ares/internal/config/placement"
 	"github.com/ares-rlhf/ares/internal/jsonl"
 )
 
 // RunConfig is the TOML file of `ares sft`, `ares train-rm` and `ares repair`.
-// Every field is documented in examples/repair.toml; unknown keys are
-// rejected with the file, line and key.
+// Every table and key is listed in docs/config.md and shown in
+// examples/repair.toml; unknown and renamed keys are rejected with the file,
+// line and key.
 type RunConfig struct {
 	Run struct {
 		Seed            int64  `toml:"seed"`
@@ -50,14 +52,19 @@ type RunConfig struct {
 	TrainRM      Optim        `toml:"train_rm"`
 	RMRepair     RMRepair     `toml:"rm_repair"`
 	PolicyRepair PolicyRepair `toml:"policy_repair"`
-	Joint        struct {
-		BT float64 `toml:"bt"`
-	} `toml:"joint"`
+	Joint        Joint        `toml:"joint"`
 	// LoRA trains low-rank adapters instead of the whole model, per model
 	// (PEFT's LoraConfig keys; r = 0, the default, trains in full). With
 	// [lora.policy] the KL reference is the policy with its adapters off,
 	// unless models.reference names another model.
 	LoRA LoRATables `toml:"lora"`
+}
+
+// Joint is the [joint] table of the joint mode (one loss updates the
+// policy and the RM in each step).
+type Joint struct {
+	// BT weights the RM's Bradley-Terry objective in the joint loss.
+	BT float64 `toml:"bt"`
 }
 
 // LoRATables are the [lora.policy] and [lora.rm] tables.
@@ -97,7 +104,7 @@ func LoadRunConfig(path string) (*RunConfig, error) {
 		return nil, err
 	}
 	c := DefaultRunConfig()
-	if err := world.DecodeStrict(b, path, &c); err != nil {
+	if err := config.Decode(b, path, config.Run, &c); err != nil {
 		return nil, err
 	}
 	// Relative paths are relative to the config file.
@@ -111,7 +118,16 @@ func LoadRunConfig(path string) (*RunConfig, error) {
 	if err := c.validate(path, b); err != nil {
 		return nil, err
 	}
+	if _, _, err := c.Placement(path).Parse(); err != nil {
+		return nil, err
+	}
 	return &c, nil
+}
+
+// Placement is run.device and run.dtype of the config read from path ("":
+// not read from a file), for placement's parsers.
+func (c *RunConfig) Placement(path string) placement.Spec {
+	return placement.Spec{Device: c.Run.Device, DType: c.Run.DType, File: path, DeviceKey: "run.device", DTypeKey: "run.dtype"}
 }
 
 // Validate checks values the TOML types cannot: every number finite and in
@@ -127,10 +143,11 @@ func (c *RunConfig) validate(path string, data []byte) error {
 
 func (c *RunConfig) check() error {
 	k := cfgcheck.New("")
-	k.IntAtLeast("run.keep_last", int64(c.Run.KeepLast), 1)
-	k.IntAtLeast("run.checkpoint_every", c.Run.CheckpointEvery, 0)
-	k.IntAtLeast("run.max_nonfinite", int64(c.Run.MaxNonFinite), 0)
+	k.IntIn("run.keep_last", int64(c.Run.KeepLast), 1, cfgcheck.MaxCount)
+	k.IntIn("run.checkpoint_every", c.Run.CheckpointEvery, 0, cfgcheck.MaxSteps)
+	k.IntIn("run.max_nonfinite", int64(c.Run.MaxNonFinite), 0, cfgcheck.MaxSteps)
 	k.AtLeast("joint.bt", c.Joint.BT, 0)
+	k.AtMost("joint.bt", c.Joint.BT, cfgcheck.MaxWeight)
 	if err := k.Err(); err != nil {
 		return err
 	}

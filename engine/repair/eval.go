@@ -11,6 +11,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/judge"
 	"github.com/ares-rlhf/ares/engine/probes"
+	"github.com/ares-rlhf/ares/engine/repair/loss"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
 )
@@ -56,6 +57,11 @@ type Eval struct {
 	// refused (counted apart from wrong answers).
 	BenignProbes  int     `json:"benign_probes"`
 	BenignRefusal float64 `json:"benign_refusal"`
+	// SkippedProbes are the probes (of every kind, coupled ones included)
+	// not measured because they do not fit a model's context: the policy's
+	// with max_new_tokens, or the RM's with one response token. Red-teaming
+	// skips them the same way; the counts and rates above leave them out.
+	SkippedProbes int `json:"skipped_probes,omitempty"`
 }
 
 // EvalInputs are the held-out sets.
@@ -100,7 +106,13 @@ func Evaluate(ctx context.Context, pol *Policy, rm *RM, j judge.Judge, in EvalIn
 		return nil, err
 	}
 	var harm, benign, look []probes.Probe
+	skipped := 0
 	for _, p := range in.Probes {
+		// Harm probes are sampled and scored; the others answered greedily.
+		if !fitsContext(pol, rm, p.Prompt, p.Kind == probes.KindHarm) {
+			skipped++
+			continue
+		}
 		switch p.Kind {
 		case probes.KindHarm:
 			harm = append(harm, p)
@@ -113,15 +125,22 @@ func Evaluate(ctx context.Context, pol *Policy, rm *RM, j judge.Judge, in EvalIn
 	if in.Lib == nil && len(benign)+len(look) > 0 {
 		return nil, fmt.Errorf("evaluate: benign and look-alike probes need EvalInputs.Lib")
 	}
+	coupledIn := make([]probes.Probe, 0, len(in.Coupled))
 	for i := range in.Coupled {
 		if k := in.Coupled[i].Kind; k != probes.KindHarm {
 			return nil, fmt.Errorf("evaluate: coupled probe %d (%s) is a %q probe, want %q", i, in.Coupled[i].ID, k, probes.KindHarm)
 		}
+		if !fitsContext(pol, rm, in.Coupled[i].Prompt, true) {
+			skipped++
+			continue
+		}
+		coupledIn = append(coupledIn, in.Coupled[i])
 	}
+	in.Coupled = coupledIn
 	nan := math.NaN()
 	ev := &Eval{HarmProbes: len(harm), CoupledProbes: len(in.Coupled), BenignProbes: len(benign),
 		TypeCCoupled: nan, HarmSampleRateCoupled: nan, RMAccFlipped: nan, RMAccMissing: nan, RMAccSound: nan,
-		RMHeldoutAcc: nan, BenignRefusal: nan}
+		RMHeldoutAcc: nan, BenignRefusal: nan, SkippedProbes: skipped}
 
 	// Harm probes, then coupled ones: k samples each, judged and scored.
 	all := append(append(make([]probes.Probe, 0, len(harm)+len(in.Coupled)), harm...), in.Coupled...)
@@ -276,6 +295,22 @@ func Evaluate(ctx context.Context, pol *Policy, rm *RM, j judge.Judge, in EvalIn
 	return ev, nil
 }
 
+// fitsContext reports whether a probe's prompt can be measured: with the
+// policy's max_new_tokens it fits the policy's context and, when scored
+// leaves room in the RM's context for a response token (what red-teaming's
+// PromptChecker asks of a probe).
+func fitsContext(pol *Policy, rm *RM, prompt string, scored bool) bool {
+	if len(pol.C.Prompt(prompt))+max(pol.MaxNew, 0) > pol.M.Cfg.Context() {
+		return false
+	}
+	if scored && rm != nil {
+		if len(rm.C.Prompt(prompt))+1 > min(rm.M.Cfg.MaxPos, rm.M.Cfg.Context()) {
+			return false
+		}
+	}
+	return true
+}
+
 // scoreSet collects (prompt, response) pairs for one RM call.
 type scoreSet struct{ p, r []string }
 
@@ -344,7 +379,9 @@ func pairAcc(scores []float64, at, n int) float64 {
 // heldoutLoss is the policy's mean negative log-likelihood per response
 // token of ex, encoded as in training (Codec.Prompt, Codec.Response and
 // Sequences, the end-of-turn token included, responses cut to the context),
-// so that it is the SFT loss on held-out data. NaN when ex is empty.
+// so that it is the SFT loss on held-out data: loss.LanguageModel's sums
+// (loss.Summed) over batches, divided by their token count. NaN when ex is
+// empty.
 func heldoutLoss(pol *Policy, ex []Example) (float64, error) {
 	if len(ex) == 0 {
 		return math.NaN(), nil
@@ -366,7 +403,7 @@ func heldoutLoss(pol *Policy, ex []Example) (float64, error) {
 						seqErr = err // returned as is, so that its chain is kept
 						return
 					}
-					sum -= pol.M.TokenLogProbs(q.Batch).Mul(q.Mask).Sum().Item()
+					sum += loss.LanguageModel(pol.M.TokenLogProbs(q.Batch), q.Mask, loss.Summed).Item()
 					count += q.Mask.Sum().Item()
 				}()
 			}

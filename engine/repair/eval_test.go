@@ -272,6 +272,49 @@ func TestEvaluateErrors(t *testing.T) {
 	}
 }
 
+// TestEvaluateSkipsLongProbes: a probe longer than the policy's context
+// (with max_new_tokens) made Evaluate fail the whole run; it is skipped and
+// counted, as red-teaming does, and the rest is measured as before.
+func TestEvaluateSkipsLongProbes(t *testing.T) {
+	lib := world.Default()
+	c, pm, rmm := worldModels(t, lib)
+	ctx := context.Background()
+	rm := &RM{M: rmm, C: c, Batch: 16}
+	in := evalInputs(t, lib)
+	long := strings.Repeat("what is the capital of france? ", 40)
+	var extra []probes.Probe
+	for _, kind := range []string{probes.KindHarm, probes.KindBenign, probes.KindLookalike} {
+		for _, p := range in.Probes {
+			if p.Kind == kind {
+				p.ID, p.Prompt = p.ID+"-long", long
+				extra = append(extra, p)
+				break
+			}
+		}
+	}
+	lc := in.Coupled[0]
+	lc.ID, lc.Prompt = lc.ID+"-long", long
+	withLong := in
+	withLong.Probes = append(append([]probes.Probe(nil), in.Probes...), extra...)
+	withLong.Coupled = append(append([]probes.Probe(nil), in.Coupled...), lc)
+	pol := &Policy{M: pm, C: c, MaxNew: 4, Temperature: 1, Batch: 16, Seed: 7}
+	got, err := Evaluate(ctx, pol, rm, judge.Oracle{Lib: lib}, withLong)
+	if err != nil {
+		t.Fatalf("a probe longer than the context failed the evaluation: %v", err)
+	}
+	pol = &Policy{M: pm, C: c, MaxNew: 4, Temperature: 1, Batch: 16, Seed: 7}
+	want, err := Evaluate(ctx, pol, rm, judge.Oracle{Lib: lib}, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SkippedProbes != 4 || want.SkippedProbes != 0 {
+		t.Fatalf("skipped %d (want 4), %d without the long probes (want 0)", got.SkippedProbes, want.SkippedProbes)
+	}
+	if got.HarmProbes != want.HarmProbes || got.CoupledProbes != want.CoupledProbes || got.BenignProbes != want.BenignProbes {
+		t.Fatalf("counts %d/%d/%d, want %d/%d/%d", got.HarmProbes, got.CoupledProbes, got.BenignProbes, want.HarmProbes, want.CoupledProbes, want.BenignProbes)
+	}
+}
+
 func TestEvalJSONNaN(t *testing.T) {
 	e := Eval{HarmProbes: 3, TypeC: 0.25, RMSafetyAcc: 2.0 / 3, RMAccFlipped: 0.5, RMAccMissing: math.NaN(),
 		RMAccSound: math.NaN(), TypeCCoupled: math.NaN(), HarmSampleRateCoupled: math.Inf(1), BenignProbes: 1000, BenignRefusal: 0.01}

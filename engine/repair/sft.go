@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/ares-rlhf/ares/engine/model"
+	"github.com/ares-rlhf/ares/engine/repair/loss"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/train"
 )
@@ -23,11 +24,9 @@ func encodeExamples(c *Codec, ex []Example) encoded {
 }
 
 // lmLoss is the mean negative log-likelihood per response token of the
-// global batch idx, computed on this rank's share [lo, hi). The sum is
-// divided by the global batch's token count times the share's fraction, so
-// that averaging the ranks' gradients gives exactly the global batch's
-// gradient whatever the lengths on each rank (a per-rank token mean would
-// weigh tokens differently).
+// global batch idx, computed on this rank's share [lo, hi): loss.LanguageModel
+// normalised by loss.GlobalTokens, so that averaging the ranks' gradients
+// gives exactly the global batch's gradient.
 func lmLoss(s *torch.Scope, m *model.Transformer, c *Codec, e encoded, idx []int, lo, hi int) (*torch.Tensor, error) {
 	var total int
 	for _, j := range idx {
@@ -45,8 +44,7 @@ func lmLoss(s *torch.Scope, m *model.Transformer, c *Codec, e encoded, idx []int
 	if total <= 0 {
 		return nil, fmt.Errorf("no response tokens in the batch")
 	}
-	world := float64(len(idx)) / float64(hi-lo)
-	return m.TokenLogProbs(q.Batch).Mul(q.Mask).Sum().Neg().MulScalar(world / float64(total)), nil
+	return loss.LanguageModel(m.TokenLogProbs(q.Batch), q.Mask, loss.GlobalTokens(total, len(idx), hi-lo)), nil
 }
 
 // SFT fine-tunes m on data with the language-model loss of the responses.

@@ -7,6 +7,9 @@ import (
 // Validate checks the numbers of a stage's optimisation settings; keys are
 // relative to the stage's table (a *cfgcheck.Error, put under the table with
 // cfgcheck.Under). Every loader of a run, red-team or study config calls it.
+// Every value also has an upper bound far above any sane run (cfgcheck's
+// Max* constants), so that 1e300 fails here, naming its key, rather than in
+// the first op that overflows, or never.
 // grad_accum 0 means 1. A warmup at least as long as the run is allowed:
 // the learning rate then ramps up for the whole run.
 func (o Optim) Validate() error {
@@ -16,28 +19,33 @@ func (o Optim) Validate() error {
 }
 
 func (o Optim) check(c *cfgcheck.Checker) {
-	c.IntAtLeast("steps", o.Steps, 0)
-	c.IntAtLeast("batch", int64(o.Batch), 1)
-	c.IntAtLeast("grad_accum", int64(o.Accum), 0)
+	c.IntIn("steps", o.Steps, 0, cfgcheck.MaxSteps)
+	c.IntIn("batch", int64(o.Batch), 1, cfgcheck.MaxBatch)
+	c.IntIn("grad_accum", int64(o.Accum), 0, cfgcheck.MaxBatch)
 	c.Positive("lr", o.LR)
+	c.AtMost("lr", o.LR, cfgcheck.MaxLR)
 	c.In("min_lr_ratio", o.MinLRRatio, 0, 1)
-	c.IntAtLeast("warmup", o.Warmup, 0)
+	c.IntIn("warmup", o.Warmup, 0, cfgcheck.MaxSteps)
 	c.AtLeast("weight_decay", o.WeightDecay, 0)
+	c.AtMost("weight_decay", o.WeightDecay, cfgcheck.MaxWeight)
 	c.AtLeast("clip", o.Clip, 0)
+	c.AtMost("clip", o.Clip, cfgcheck.MaxClip)
 }
 
 // Validate checks stage 1's settings (see Optim.Validate).
 func (o RMRepair) Validate() error {
 	c := cfgcheck.New("")
 	o.Optim.check(c)
-	c.Finite("bt.margin", o.BT.Margin)
+	c.Magnitude("bt.margin", o.BT.Margin, cfgcheck.MaxScore)
 	c.AtLeast("bt.center_coef", o.BT.CenterCoef, 0)
+	c.AtMost("bt.center_coef", o.BT.CenterCoef, cfgcheck.MaxWeight)
 	if c.Finite("replay_ratio", o.ReplayRatio) {
 		c.Check("replay_ratio", o.ReplayRatio >= 0 && o.ReplayRatio < 1, "%v is not in [0, 1)", o.ReplayRatio)
 	}
 	c.AtLeast("anchor", o.Anchor, 0)
-	c.IntAtLeast("anchor_size", int64(o.AnchorSize), 0)
-	c.IntAtLeast("anchor_batch", int64(o.AnchorBatch), 0)
+	c.AtMost("anchor", o.Anchor, cfgcheck.MaxWeight)
+	c.IntIn("anchor_size", int64(o.AnchorSize), 0, cfgcheck.MaxBatch)
+	c.IntIn("anchor_batch", int64(o.AnchorBatch), 0, cfgcheck.MaxBatch)
 	return c.Err()
 }
 
@@ -45,16 +53,22 @@ func (o RMRepair) Validate() error {
 func (o PolicyRepair) Validate() error {
 	c := cfgcheck.New("")
 	o.Optim.check(c)
-	c.IntAtLeast("prompts", int64(o.Prompts), 1)
+	c.IntIn("prompts", int64(o.Prompts), 1, cfgcheck.MaxBatch)
 	c.Check("group", o.Group >= 2, "%d: a group needs at least 2 samples", o.Group)
-	c.IntAtLeast("updates_per_batch", int64(o.UpdatesPerBatch), 1)
-	c.IntAtLeast("max_new_tokens", int64(o.MaxNewTokens), 1)
+	c.IntAtMost("group", int64(o.Group), cfgcheck.MaxCount)
+	c.IntIn("updates_per_batch", int64(o.UpdatesPerBatch), 1, cfgcheck.MaxCount)
+	c.IntIn("max_new_tokens", int64(o.MaxNewTokens), 1, cfgcheck.MaxTokens)
 	c.Positive("temperature", o.Temperature)
+	c.AtMost("temperature", o.Temperature, cfgcheck.MaxTemp)
 	c.Positive("clip_eps", o.ClipEps)
+	c.AtMost("clip_eps", o.ClipEps, 10)
 	c.AtLeast("unlikelihood", o.Unlikelihood, 0)
+	c.AtMost("unlikelihood", o.Unlikelihood, cfgcheck.MaxWeight)
 	c.AtLeast("kl", o.KL, 0)
+	c.AtMost("kl", o.KL, cfgcheck.MaxWeight)
 	c.AtLeast("replay", o.Replay, 0)
-	c.IntAtLeast("replay_batch", int64(o.ReplayBatch), 0)
+	c.AtMost("replay", o.Replay, cfgcheck.MaxWeight)
+	c.IntIn("replay_batch", int64(o.ReplayBatch), 0, cfgcheck.MaxBatch)
 	if c.Finite("lookalike_ratio", o.LookalikeRatio) {
 		c.Check("lookalike_ratio", o.LookalikeRatio >= 0 && o.LookalikeRatio < 1, "%v is not in [0, 1)", o.LookalikeRatio)
 	}

@@ -42,3 +42,49 @@ func TestRunConfigNumbers(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 }
+
+// TestRunConfigUpperBounds: a finite but absurd value (1e300, a batch of
+// a billion) is refused at load with file, line and key, not accepted or
+// left to overflow in the first optimizer step; the example config, and
+// values at the bounds, still load.
+func TestRunConfigUpperBounds(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"[sft]\nlr = 1e300\n", "r.toml:2: sft.lr: 1e+300 is above 10"},
+		{"[sft]\nweight_decay = 1e300\n", "r.toml:2: sft.weight_decay: 1e+300 is above"},
+		{"[sft]\nclip = 1e300\n", "r.toml:2: sft.clip: 1e+300 is above"},
+		{"[sft]\nbatch = 1000000000\n", "r.toml:2: sft.batch: 1000000000 is above"},
+		{"[train_rm]\nlr = 1e300\n", "r.toml:2: train_rm.lr: 1e+300 is above"},
+		{"[train_rm]\nsteps = 9000000000000\n", "r.toml:2: train_rm.steps: 9000000000000 is above"},
+		{"[rm_repair]\nanchor = 1e300\n", "r.toml:2: rm_repair.anchor: 1e+300 is above"},
+		{"[rm_repair]\nbt = { margin = 1e300 }\n", "r.toml:2: rm_repair.bt.margin: 1e+300 is not in"},
+		{"[policy_repair]\ntemperature = 1e300\n", "r.toml:2: policy_repair.temperature: 1e+300 is above 100"},
+		{"[policy_repair]\nclip_eps = 1e300\n", "r.toml:2: policy_repair.clip_eps: 1e+300 is above"},
+		{"[policy_repair]\nunlikelihood = 1e300\n", "r.toml:2: policy_repair.unlikelihood: 1e+300 is above"},
+		{"[policy_repair]\nkl = 1e300\n", "r.toml:2: policy_repair.kl: 1e+300 is above"},
+		{"[policy_repair]\nreplay = 1e300\n", "r.toml:2: policy_repair.replay: 1e+300 is above"},
+		{"[policy_repair]\nmax_new_tokens = 100000000\n", "r.toml:2: policy_repair.max_new_tokens: 100000000 is above"},
+		{"[joint]\nbt = 1e300\n", "r.toml:2: joint.bt: 1e+300 is above"},
+		{"[run]\nkeep_last = 100000000\n", "r.toml:2: run.keep_last: 100000000 is above"},
+		{"[lora.policy]\nr = 2\nlora_alpha = 1e300\ntarget_modules = [\"q_proj\"]\n", "r.toml:3: lora.policy.lora_alpha: 1e+300 is above"},
+		{"[lora.rm]\nr = 1000000\nlora_alpha = 4\ntarget_modules = [\"q_proj\"]\n", "r.toml:2: lora.rm.r: 1000000 is above"},
+	} {
+		path := filepath.Join(t.TempDir(), "r.toml")
+		if err := os.WriteFile(path, []byte(tc.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadRunConfig(path)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	for _, text := range []string{"[sft]\nlr = 10\nclip = 1e6\n[policy_repair]\ntemperature = 100\n", "[joint]\nbt = 1e4\n"} {
+		path := filepath.Join(t.TempDir(), "r.toml")
+		os.WriteFile(path, []byte(text), 0o644)
+		if _, err := LoadRunConfig(path); err != nil {
+			t.Errorf("%q: values at the bounds refused: %v", text, err)
+		}
+	}
+	if _, err := LoadRunConfig(filepath.Join("..", "..", "examples", "repair.toml")); err != nil {
+		t.Errorf("examples/repair.toml: %v", err)
+	}
+}

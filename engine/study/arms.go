@@ -175,7 +175,7 @@ func treat(ctx context.Context, st *synth.Start, m *synth.Models, arm string, se
 	for _, f := range rt.Findings {
 		findings[f.Type]++
 	}
-	o := pipeline.Options{Mode: mode, RMRepair: c.RMRepair, PolicyRepair: c.PolicyRepair, JointBT: c.JointBT, Seed: seed + 11}
+	o := pipeline.Options{Mode: mode, RMRepair: c.RMRepair, PolicyRepair: c.PolicyRepair, JointBT: c.Joint.BT, Seed: seed + 11}
 	if arm == ArmPolicyOnlyRL {
 		o.PolicyRepair.Unlikelihood = 0
 	}

@@ -89,7 +89,7 @@ func TestStudyRealModelPath(t *testing.T) {
 	}
 	t.Setenv("ARES_TEST_COMMAND_JUDGE", "1")
 	st.Judge = judge.Config{Kind: "command", Command: judge.CommandConfig{Argv: []string{os.Args[0], "-test.run=^$"}}}
-	st.Study.Seeds, st.Study.Arms, st.Study.Start, st.Study.Out = []int64{1}, []string{ArmPolicyOnly}, "shared", t.TempDir()
+	st.Study.Seeds, st.Study.Arms, st.Study.Start, st.Run.Out = []int64{1}, []string{ArmPolicyOnly}, "shared", t.TempDir()
 	res, err := RunStudy(context.Background(), &st, synth.Env{})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestStudyRealModelPath(t *testing.T) {
 	if !res.Complete || len(res.Rows) < 2 || res.Rows[0].Phase != PhaseStart || res.Rows[0].Eval.HarmProbes == 0 {
 		t.Fatalf("result: complete %v, %d rows", res.Complete, len(res.Rows))
 	}
-	fs, err := detect.ReadFindings(filepath.Join(st.Study.Out, "seed1", "arms", "policy-only-seed1", "findings.jsonl"))
+	fs, err := detect.ReadFindings(filepath.Join(st.Run.Out, "seed1", "arms", "policy-only-seed1", "findings.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

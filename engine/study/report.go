@@ -13,13 +13,6 @@ func BarChartSVG(title string, labels, series []string, values [][]float64, maxV
 	return drawBars(barChart{Title: title, Labels: labels, Series: series, Values: values, Max: maxV})
 }
 
-// BarChartCISVG is BarChartSVG with error bars: lo and hi (per series and
-// label, like values) are each bar's interval, drawn as a whisker clipped to
-// the axis; a NaN bound leaves the whisker out.
-func BarChartCISVG(title string, labels, series []string, values, lo, hi [][]float64, maxV float64) string {
-	return drawBars(barChart{Title: title, Labels: labels, Series: series, Values: values, Lo: lo, Hi: hi, Max: maxV})
-}
-
 // barChart is a grouped bar chart of rates (fractions, drawn in percent).
 type barChart struct {
 	Title          string

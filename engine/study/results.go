@@ -17,8 +17,8 @@ import (
 
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/repair"
-	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/internal/atomicfile"
+	"github.com/ares-rlhf/ares/internal/config"
 )
 
 // knownArm reports whether a is an arm the study can run.
@@ -582,7 +582,7 @@ func (c *Study) checkGoals() []error {
 	for i, g := range c.Goals {
 		errf := func(key, format string, a ...any) {
 			k := fmt.Sprintf("goals[%d].%s", i, key)
-			errs = append(errs, &world.Error{File: c.file, Line: c.goalLine(i, key), Key: k, Msg: fmt.Sprintf(format, a...)})
+			errs = append(errs, &config.Error{File: c.file, Line: c.goalLine(i, key), Key: k, Msg: fmt.Sprintf(format, a...)})
 		}
 		if _, ok := metricByName(g.Metric); !ok {
 			if g.Metric == "" {
@@ -655,25 +655,7 @@ func (c *Study) goalLine(i int, key string) int {
 	if data == nil {
 		data, _ = os.ReadFile(c.file)
 	}
-	n, in, header := -1, false, 0
-	for ln, text := range strings.Split(string(data), "\n") {
-		t := strings.TrimSpace(text)
-		if strings.HasPrefix(t, "[") {
-			name := strings.TrimSpace(strings.Trim(strings.SplitN(t, "#", 2)[0], " []"))
-			in = false
-			if strings.HasPrefix(t, "[[") && name == "goals" {
-				n++
-				if n == i {
-					in, header = true, ln+1
-				}
-			}
-			continue
-		}
-		if k, _, ok := strings.Cut(t, "="); ok && in && strings.TrimSpace(k) == key {
-			return ln + 1
-		}
-	}
-	return header
+	return config.Index(data).Line(fmt.Sprintf("goals[%d].%s", i, key))
 }
 
 // GoalCheck is one goal checked for one arm.

@@ -406,8 +406,10 @@ func wellFormed(t *testing.T, name, svg string) {
 
 func TestChartSVG(t *testing.T) {
 	n := math.NaN()
-	svg := BarChartCISVG("rates <&>", []string{"a", "b"}, []string{"start", "repaired"},
-		[][]float64{{0.1, n}, {0.2, 0.3}}, [][]float64{{0.05, n}, {n, -0.1}}, [][]float64{{0.15, n}, {n, 0.9}}, 0.5)
+	// Error bars: Lo and Hi are each bar's interval, a whisker clipped to the
+	// axis; a NaN bound leaves the whisker out.
+	svg := drawBars(barChart{Title: "rates <&>", Labels: []string{"a", "b"}, Series: []string{"start", "repaired"},
+		Values: [][]float64{{0.1, n}, {0.2, 0.3}}, Lo: [][]float64{{0.05, n}, {n, -0.1}}, Hi: [][]float64{{0.15, n}, {n, 0.9}}, Max: 0.5})
 	wellFormed(t, "ci", svg)
 	if got := strings.Count(svg, `class="whisker"`); got != 2 {
 		t.Errorf("%d whiskers, want 2 (one bar is NaN, one interval undefined)", got)

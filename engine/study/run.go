@@ -15,13 +15,13 @@ import (
 )
 
 // RunStudy runs every arm on every seed and writes study.md, study.csv,
-// study.json and the SVG charts to env.Out (cfg.Study.Out when env.Out is
+// study.json and the SVG charts to env.Out (cfg.Run.Out when env.Out is
 // empty), rewriting them after every seed so that an interrupted study
 // leaves its finished seeds reported.
 func RunStudy(ctx context.Context, cfg *Study, env synth.Env) (*StudyResult, error) {
 	t0 := time.Now()
 	if env.Out == "" {
-		env.Out = cfg.Study.Out
+		env.Out = cfg.Run.Out
 	}
 	if err := os.MkdirAll(env.Out, 0o755); err != nil {
 		return nil, err
@@ -49,7 +49,7 @@ func RunStudy(ctx context.Context, cfg *Study, env synth.Env) (*StudyResult, err
 	if _, err := judge.New(c.Judge, lib); err != nil {
 		return nil, fmt.Errorf("judge: %w", err)
 	}
-	res := &StudyResult{Name: cfg.Study.Name, Date: time.Now().UTC().Format("2006-01-02"), Size: cfg.Study.Size,
+	res := &StudyResult{Name: cfg.Run.Name, Date: time.Now().UTC().Format("2006-01-02"), Size: cfg.Study.Size,
 		Start: cfg.Study.Start, Seeds: cfg.Study.Seeds, Arms: cfg.Study.Arms, Budget: c.RedTeam.Budget, Config: cfg}
 	var shared *synth.Start
 	if cfg.Models.Policy != "" {

@@ -25,16 +25,20 @@ import (
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/synth"
-	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/internal/cfgcheck"
+	"github.com/ares-rlhf/ares/internal/config"
+	"github.com/ares-rlhf/ares/internal/config/placement"
 )
 
-// Study is the study's config file. Besides the sections below, every
-// sizing section of demo's Config may appear at the top level ([model],
-// [sft], [rm], [redteam], [detect], [rm_repair], [policy_repair], joint_bt,
-// eval_k, max_new_tokens); they override the defaults of study.size.
+// Study is the study's config file (docs/config.md lists every table and
+// key). Besides the sections below, every sizing section of demo's Config
+// may appear at the top level ([model], [sft], [train_rm], [redteam],
+// [detect], [rm_repair], [policy_repair], [start_rlhf], [joint], [lora],
+// rlhf2_steps, eval_k, max_new_tokens); they override the defaults of
+// study.size.
 type Study struct {
+	Run   StudyRun     `toml:"run"`
 	Study StudySection `toml:"study"`
 	World StudyWorld   `toml:"world"`
 	Data  StudyData    `toml:"data"`
@@ -51,10 +55,20 @@ type Study struct {
 	raw  []byte // its text, for the lines of error messages
 }
 
-// StudySection says what to run.
-type StudySection struct {
+// StudyRun is the [run] table: the same keys as every command's [run].
+type StudyRun struct {
 	// Name labels the run in the report.
 	Name string `toml:"name"`
+	// Out is the output directory. Default "out/study".
+	Out string `toml:"out"`
+	// Device ("cpu", "cuda", "cuda:N") and DType ("float32", "bfloat16",
+	// "float16") of every model. Defaults "cpu" and "float32".
+	Device string `toml:"device"`
+	DType  string `toml:"dtype"`
+}
+
+// StudySection says what to run.
+type StudySection struct {
 	// Size is "quick" or "full": the demo's reduced or full size, the base
 	// that every other sizing key overrides. Default "quick".
 	Size string `toml:"size"`
@@ -70,12 +84,6 @@ type StudySection struct {
 	// Start is "per-seed" (default: a start built with each seed) or
 	// "shared" (one start, built with the first seed, for every seed).
 	Start string `toml:"start"`
-	// Out is the output directory. Default "out/study".
-	Out string `toml:"out"`
-	// Device ("cpu", "cuda", "cuda:N") and DType ("float32", "bfloat16",
-	// "float16") of every model. Defaults "cpu" and "float32".
-	Device string `toml:"device"`
-	DType  string `toml:"dtype"`
 }
 
 // StudyWorld selects the synthetic world's component library.
@@ -122,8 +130,8 @@ type StudyProbes struct {
 // DefaultStudy is the config every file is read over.
 func DefaultStudy(size string) Study {
 	return Study{
-		Study: StudySection{Size: size, Seeds: []int64{1, 2, 3}, Arms: append([]string(nil), Arms...), Phases: append([]string(nil), Phases...), Out: "out/study",
-			Device: "cpu", DType: "float32"},
+		Run:    StudyRun{Out: "out/study", Device: "cpu", DType: "float32"},
+		Study:  StudySection{Size: size, Seeds: []int64{1, 2, 3}, Arms: append([]string(nil), Arms...), Phases: append([]string(nil), Phases...)},
 		Config: synth.DefaultConfig(size != "full"),
 		Judge:  judge.Config{Kind: "oracle"},
 	}
@@ -160,7 +168,7 @@ func ParseStudy(data []byte, name string) (*Study, error) {
 	c.file, c.raw = name, data
 	c.Config.Seed, c.RedTeam.Seed = unsetSeed, unsetSeed
 	c.Study.Seeds, c.Study.Phases = nil, nil
-	if err := world.DecodeStrict(data, name, &c); err != nil {
+	if err := config.Decode(data, name, config.Study, &c); err != nil {
 		return nil, err
 	}
 	if len(c.Study.Seeds) == 0 {
@@ -173,7 +181,7 @@ func ParseStudy(data []byte, name string) (*Study, error) {
 }
 
 func (c *Study) errf(key, format string, a ...any) error {
-	return &world.Error{File: c.file, Line: world.KeyLine(c.raw, key), Key: key, Msg: fmt.Sprintf(format, a...)}
+	return config.At(c.file, c.raw, key, format, a...)
 }
 
 // checkNumbers runs the shared checks of every sizing table (the same as
@@ -186,7 +194,7 @@ func (c *Study) checkNumbers() []error {
 		err   error
 	}{
 		{"sft", c.SFT.Validate()},
-		{"rm", c.RM.Validate()},
+		{"train_rm", c.RM.Validate()},
 		{"redteam", c.RedTeam.Validate()},
 		{"detect", c.Thresholds.Validate()},
 		{"rm_repair", c.RMRepair.Validate()},
@@ -199,10 +207,36 @@ func (c *Study) checkNumbers() []error {
 		}
 	}
 	k := cfgcheck.New("")
-	k.IntAtLeast("rlhf2_steps", c.RLHF2Steps, 0)
-	k.AtLeast("joint_bt", c.JointBT, 0)
-	k.IntAtLeast("eval_k", int64(c.EvalK), 0)
-	k.IntAtLeast("max_new_tokens", int64(c.MaxNewTokens), 0)
+	k.IntIn("rlhf2_steps", c.RLHF2Steps, 0, cfgcheck.MaxSteps)
+	k.AtLeast("joint.bt", c.Joint.BT, 0)
+	k.AtMost("joint.bt", c.Joint.BT, cfgcheck.MaxWeight)
+	k.IntIn("eval_k", int64(c.EvalK), 0, cfgcheck.MaxCount)
+	k.IntIn("max_new_tokens", int64(c.MaxNewTokens), 0, cfgcheck.MaxTokens)
+	// [data]: 0 is the size's default.
+	for _, d := range []struct {
+		key string
+		v   int
+	}{{"harm", c.Data.Harm}, {"benign", c.Data.Benign}, {"lookalike", c.Data.Lookalike}, {"per_cell", c.Data.PerCell},
+		{"benign_eval", c.Data.BenignEval}, {"per_coupled_cell", c.Data.PerCoupledCell}, {"heldout_prefs", c.Data.HeldoutPrefs}} {
+		k.IntIn("data."+d.key, int64(d.v), 0, cfgcheck.MaxCount)
+	}
+	// [model]: the tiny models' shape, checked here rather than when the
+	// first model is built, after the world and its tokenizer.
+	m := c.Model
+	for _, d := range []struct {
+		key string
+		v   int
+		hi  int64
+	}{{"vocab", m.Vocab, cfgcheck.MaxCount}, {"hidden", m.Hidden, 1 << 16}, {"layers", m.Layers, 1 << 10},
+		{"heads", m.Heads, 1 << 10}, {"kv_heads", m.KVHeads, 1 << 10}, {"intermediate", m.Inter, 1 << 18},
+		{"max_positions", m.MaxPos, cfgcheck.MaxTokens}} {
+		k.IntIn("model."+d.key, int64(d.v), 1, d.hi)
+	}
+	if k.Err() == nil {
+		k.Check("model.heads", m.Hidden%m.Heads == 0 && (m.Hidden/m.Heads)%2 == 0,
+			"%d heads do not split model.hidden %d into heads of an even size (rotary embeddings)", m.Heads, m.Hidden)
+		k.Check("model.kv_heads", m.Heads%m.KVHeads == 0, "%d does not divide model.heads %d", m.KVHeads, m.Heads)
+	}
 	if err := k.Err(); err != nil {
 		errs = append(errs, cfgcheck.Locate(c.file, c.raw, err))
 	}
@@ -278,10 +312,10 @@ func (c *Study) check() error {
 	default:
 		add(c.errf("study.start", "%q is not per-seed or shared", c.Study.Start))
 	}
-	if c.Study.Out == "" {
-		add(c.errf("study.out", "an output directory is required"))
+	if c.Run.Out == "" {
+		add(c.errf("run.out", "an output directory is required"))
 	}
-	if _, err := c.placement(); err != nil {
+	if _, _, err := c.placementSpec().Parse(); err != nil {
 		add(err)
 	}
 	switch c.Judge.Kind {
@@ -320,17 +354,14 @@ func (c *Study) library() (*world.Library, error) {
 	return world.LoadFile(c.World.Library)
 }
 
-// placement parses study.device and study.dtype.
+// placement is run.device and run.dtype, checked against the machine.
 func (c *Study) placement() (model.Options, error) {
-	dev, err := torch.ParseDevice(c.Study.Device)
-	if err != nil {
-		return model.Options{}, c.errf("study.device", "%v", err)
-	}
-	dt, err := torch.ParseDType(c.Study.DType)
-	if err != nil || !dt.IsFloat() {
-		return model.Options{}, c.errf("study.dtype", "%q is not float32, bfloat16 or float16", c.Study.DType)
-	}
-	return model.Options{Device: dev, DType: dt}, nil
+	dev, dt, err := c.placementSpec().Resolve()
+	return model.Options{Device: dev, DType: dt}, err
+}
+
+func (c *Study) placementSpec() placement.Spec {
+	return placement.Spec{Device: c.Run.Device, DType: c.Run.DType, File: c.file, Data: c.raw, DeviceKey: "run.device", DTypeKey: "run.dtype"}
 }
 
 func (c *Study) oracle() bool { return c.Judge.Kind == "" || c.Judge.Kind == "oracle" }

@@ -34,10 +34,12 @@ func writeStudy(t *testing.T, text string) string {
 
 func TestStudyConfigDefaultsAndOverrides(t *testing.T) {
 	p := writeStudy(t, `
+[run]
+out = "x"
+
 [study]
 size = "quick"
 arms = ["ares", "policy-only"]
-out = "x"
 
 [data]
 harm = 300
@@ -56,7 +58,7 @@ kl = 0.2
 	if got := c.Study.Seeds; len(got) != 3 || got[0] != 1 || got[2] != 3 {
 		t.Fatalf("default seeds %v", got)
 	}
-	if c.Study.Start != "per-seed" || c.Study.Out != "x" || len(c.Study.Arms) != 2 {
+	if c.Study.Start != "per-seed" || c.Run.Out != "x" || len(c.Study.Arms) != 2 {
 		t.Fatalf("study section %+v", c.Study)
 	}
 	if c.SFT.Steps != 7 || c.SFT.LR != q.SFT.LR || c.SFT.Batch != q.SFT.Batch {
@@ -90,8 +92,14 @@ func TestStudyConfigRejects(t *testing.T) {
 		{"[study]\narms = [\"ares\", \"rlhf\"]\n", "study.arms: \"rlhf\" is not one of"},
 		{"[study]\nseeds = [1, 1]\n", "study.seeds: seed 1 is listed twice"},
 		{"[judge]\nkind = \"gpt\"\n", "judge.kind: \"gpt\" is not one of oracle, classifier, http, command"},
-		{"[study]\ndtype = \"int8\"\n", "study.dtype: \"int8\" is not float32, bfloat16 or float16"},
-		{"[study]\ndevice = \"tpu\"\n", "study.device:"},
+		{"[run]\ndtype = \"int8\"\n", "bench.toml:2: run.dtype: \"int8\" is not float32, bfloat16 or float16"},
+		{"[run]\ndevice = \"tpu\"\n", "bench.toml:2: run.device: bad device \"tpu\""},
+		// Renamed keys are refused with their new names.
+		{"[study]\nsize = \"quick\"\nout = \"x\"\n", "bench.toml:3: study.out: renamed to run.out"},
+		{"[study]\ndevice = \"cuda\"\n", "bench.toml:2: study.device: renamed to run.device"},
+		{"[study]\nname = \"n\"\n", "bench.toml:2: study.name: renamed to run.name"},
+		{"[rm]\nsteps = 3\n", "bench.toml:1: rm: renamed to train_rm"},
+		{"joint_bt = 1.0\n", "bench.toml:1: joint_bt: renamed to joint.bt"},
 		{"[models]\npolicy = \"p\"\n", "models.policy and models.rm go together"},
 		{"[models]\npolicy = \"p\"\nrm = \"r\"\n[study]\nstart = \"per-seed\"\n", "study.start: per-seed starts are trained by the study"},
 	} {
@@ -114,7 +122,7 @@ func TestRunStudyTiny(t *testing.T) {
 	if testing.Short() {
 		c.Study.Start = "shared"
 	}
-	c.Study.Out = out
+	c.Run.Out = out
 	base := torch.LiveTensors()
 	res, err := RunStudy(context.Background(), &c, synth.Env{})
 	if err != nil {
@@ -240,6 +248,9 @@ func TestStudyExampleConfig(t *testing.T) {
 	if !reflect.DeepEqual(u.Study, c.Study) {
 		t.Errorf("documented [study] values differ from the defaults:\n got %+v\nwant %+v", u.Study, c.Study)
 	}
+	if !reflect.DeepEqual(u.Run, c.Run) {
+		t.Errorf("documented [run] values differ from the defaults:\n got %+v\nwant %+v", u.Run, c.Run)
+	}
 	// The study runs at the demo's size: one seed of its ARES arm is `ares demo`.
 	got, want = c.Config, synth.DefaultConfig(false)
 	got.Data = c.dataOptions()
@@ -261,10 +272,11 @@ func TestStudyRealExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := c.placement()
-	if err != nil || pl.DType != torch.BFloat16 || c.Judge.Kind != "http" || c.Study.Start != "shared" || c.Probes.Redteam == "" ||
+	// Its device is CUDA: only the spelling is checked here.
+	_, dt, err := c.placementSpec().Parse()
+	if err != nil || dt != torch.BFloat16 || c.Judge.Kind != "http" || c.Study.Start != "shared" || c.Probes.Redteam == "" ||
 		c.StartRLHF.LR != c.PolicyRepair.LR || len(c.Study.Arms) != len(Arms) {
-		t.Fatalf("example: %v %+v %+v %+v", err, pl, c.Judge, c.Study)
+		t.Fatalf("example: %v %v %+v %+v", err, dt, c.Judge, c.Study)
 	}
 }
 

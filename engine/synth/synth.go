@@ -47,7 +47,7 @@ type Config struct {
 	Model        ModelSize           `toml:"model"`
 	Data         world.DataOptions   `toml:"-"`
 	SFT          repair.Optim        `toml:"sft"`
-	RM           repair.Optim        `toml:"rm"`
+	RM           repair.Optim        `toml:"train_rm"`
 	RedTeam      mentor.Config       `toml:"redteam"`
 	Thresholds   detect.Thresholds   `toml:"detect"`
 	RMRepair     repair.RMRepair     `toml:"rm_repair"`
@@ -58,8 +58,8 @@ type Config struct {
 	StartRLHF repair.PolicyRepair `toml:"start_rlhf"`
 	// RLHF2Steps is the length of the rlhf2 phase (the same recipe, from
 	// each arm's policy); default twice the policy-repair steps.
-	RLHF2Steps int64   `toml:"rlhf2_steps"`
-	JointBT    float64 `toml:"joint_bt"`
+	RLHF2Steps int64        `toml:"rlhf2_steps"`
+	Joint      repair.Joint `toml:"joint"`
 	// LoRA is the study's ares-lora arm: ARES with low-rank adapters on the
 	// policy and the RM instead of training them in full.
 	LoRA         LoRARepair `toml:"lora"`
@@ -89,6 +89,7 @@ func (l *LoRARepair) Validate() error {
 	}
 	k := cfgcheck.New("")
 	k.Positive("lr_scale", l.LRScale)
+	k.AtMost("lr_scale", l.LRScale, cfgcheck.MaxWeight)
 	return k.Err()
 }
 
@@ -110,7 +111,7 @@ func DefaultConfig(quick bool) Config {
 		PolicyRepair: repair.PolicyRepair{Optim: repair.Optim{Steps: 20, Batch: 16, LR: 5e-4, Warmup: 5, MinLRRatio: 0.2, Clip: 1},
 			Prompts: 16, Group: 4, UpdatesPerBatch: 2, MaxNewTokens: 40, Temperature: 1, ClipEps: 0.2,
 			Unlikelihood: 0.5, KL: 0.05, KLEstimator: "k3", Replay: 1.0, ReplayBatch: 16, LookalikeRatio: 0.2},
-		JointBT: 1,
+		Joint: repair.Joint{BT: 1},
 		LoRA: LoRARepair{LoRATables: repair.LoRATables{
 			Policy: model.LoRA{R: 8, Alpha: 16, TargetModules: []string{"all-linear"}},
 			RM:     model.LoRA{R: 8, Alpha: 16, TargetModules: []string{"all-linear"}}},

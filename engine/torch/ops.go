@@ -120,15 +120,14 @@ func (t *Tensor) Clamp(lo, hi float64) *Tensor {
 }
 
 // ---- reductions ------------------------------------------------------------
+//
+// Every reduction drops the reduced dims; its Keep form (SumKeep, MaxKeep,
+// ...) keeps them with size 1, as PyTorch's keepdim=True does.
 
-func (t *Tensor) reduce(op C.int32_t, name string, keep bool, dims []int64) *Tensor {
+func (t *Tensor) reduce(op C.int32_t, name string, keepdim bool, dims []int64) *Tensor {
 	dp, nd := shapePtr(dims)
-	k := C.int32_t(0)
-	if keep {
-		k = 1
-	}
 	var out C.ares_tensor
-	check(name, C.ares_reduce(op, t.handle(name), dp, nd, k, &out))
+	check(name, C.ares_reduce(op, t.handle(name), dp, nd, bool32(keepdim), &out))
 	return wrap(out, t)
 }
 
@@ -158,8 +157,13 @@ func (t *Tensor) AMaxKeep(dims ...int64) *Tensor {
 func (t *Tensor) AMin(dims ...int64) *Tensor { return t.reduce(C.ARES_R_AMIN, "AMin", false, dims) }
 
 // LogSumExp over one or more dims.
-func (t *Tensor) LogSumExp(keep bool, dims ...int64) *Tensor {
-	return t.reduce(C.ARES_R_LOGSUMEXP, "LogSumExp", keep, dims)
+func (t *Tensor) LogSumExp(dims ...int64) *Tensor {
+	return t.reduce(C.ARES_R_LOGSUMEXP, "LogSumExp", false, dims)
+}
+
+// LogSumExpKeep is LogSumExp keeping the reduced dims.
+func (t *Tensor) LogSumExpKeep(dims ...int64) *Tensor {
+	return t.reduce(C.ARES_R_LOGSUMEXP, "LogSumExp", true, dims)
 }
 
 // All is true where every element (along dim, if given) is true.
@@ -176,30 +180,40 @@ func bool32(b bool) C.int32_t {
 }
 
 // Max returns the maxima along dim and their indices.
-func (t *Tensor) Max(dim int64, keep bool) (values, indices *Tensor) {
+func (t *Tensor) Max(dim int64) (values, indices *Tensor) { return t.max(dim, false) }
+
+// MaxKeep is Max keeping dim.
+func (t *Tensor) MaxKeep(dim int64) (values, indices *Tensor) { return t.max(dim, true) }
+
+func (t *Tensor) max(dim int64, keepdim bool) (values, indices *Tensor) {
 	var v, i C.ares_tensor
-	check("Max", C.ares_max_dim(t.handle("Max"), C.int64_t(dim), bool32(keep), &v, &i))
+	check("Max", C.ares_max(t.handle("Max"), C.int64_t(dim), bool32(keepdim), &v, &i))
 	return wrap(v, t), wrap(i, t)
 }
 
 // ArgMax returns the indices of the maxima along dim.
-func (t *Tensor) ArgMax(dim int64, keep bool) *Tensor {
+func (t *Tensor) ArgMax(dim int64) *Tensor { return t.argmax(dim, false) }
+
+// ArgMaxKeep is ArgMax keeping dim.
+func (t *Tensor) ArgMaxKeep(dim int64) *Tensor { return t.argmax(dim, true) }
+
+func (t *Tensor) argmax(dim int64, keepdim bool) *Tensor {
 	var out C.ares_tensor
-	check("ArgMax", C.ares_argmax(t.handle("ArgMax"), C.int64_t(dim), bool32(keep), &out))
+	check("ArgMax", C.ares_argmax(t.handle("ArgMax"), C.int64_t(dim), bool32(keepdim), &out))
 	return wrap(out, t)
 }
 
 // Softmax along dim.
 func (t *Tensor) Softmax(dim int64) *Tensor {
 	var out C.ares_tensor
-	check("Softmax", C.ares_softmax(t.handle("Softmax"), C.int64_t(dim), 0, &out))
+	check("Softmax", C.ares_softmax(t.handle("Softmax"), C.int64_t(dim), &out))
 	return wrap(out, t)
 }
 
 // LogSoftmax along dim.
 func (t *Tensor) LogSoftmax(dim int64) *Tensor {
 	var out C.ares_tensor
-	check("LogSoftmax", C.ares_softmax(t.handle("LogSoftmax"), C.int64_t(dim), 1, &out))
+	check("LogSoftmax", C.ares_log_softmax(t.handle("LogSoftmax"), C.int64_t(dim), &out))
 	return wrap(out, t)
 }
 
@@ -286,24 +300,29 @@ func (t *Tensor) Squeeze(dim int64) *Tensor {
 	return wrap(out, t)
 }
 
-func catOrStack(name string, ts []*Tensor, dim int64, stack bool) *Tensor {
+// nonEmpty is handles(op, ts) for an op that needs at least one tensor.
+func nonEmpty(op string, ts []*Tensor) []C.ares_tensor {
 	if len(ts) == 0 {
-		fail(name, CodeInvalid, "needs at least one tensor")
+		fail(op, CodeInvalid, "needs at least one tensor")
 	}
-	hs := make([]C.ares_tensor, len(ts))
-	for i, t := range ts {
-		hs[i] = t.handle(name)
-	}
-	var out C.ares_tensor
-	check(name, C.ares_cat(&hs[0], C.int32_t(len(hs)), C.int64_t(dim), bool32(stack), &out))
-	return wrap(out, ts...)
+	return handles(op, ts)
 }
 
 // Cat concatenates tensors along an existing dim.
-func Cat(ts []*Tensor, dim int64) *Tensor { return catOrStack("Cat", ts, dim, false) }
+func Cat(ts []*Tensor, dim int64) *Tensor {
+	hs := nonEmpty("Cat", ts)
+	var out C.ares_tensor
+	check("Cat", C.ares_cat(&hs[0], C.int32_t(len(hs)), C.int64_t(dim), &out))
+	return wrap(out, ts...)
+}
 
 // Stack joins tensors of equal shape along a new dim.
-func Stack(ts []*Tensor, dim int64) *Tensor { return catOrStack("Stack", ts, dim, true) }
+func Stack(ts []*Tensor, dim int64) *Tensor {
+	hs := nonEmpty("Stack", ts)
+	var out C.ares_tensor
+	check("Stack", C.ares_stack(&hs[0], C.int32_t(len(hs)), C.int64_t(dim), &out))
+	return wrap(out, ts...)
+}
 
 // IndexSelect picks the entries of dim listed in the 1-d int64 tensor index.
 func (t *Tensor) IndexSelect(dim int64, index *Tensor) *Tensor {
@@ -340,14 +359,14 @@ func Where(cond, a, b *Tensor) *Tensor {
 // Tril keeps the elements on and below the diagonal-th diagonal.
 func (t *Tensor) Tril(diagonal int64) *Tensor {
 	var out C.ares_tensor
-	check("Tril", C.ares_tri(t.handle("Tril"), C.int64_t(diagonal), 0, &out))
+	check("Tril", C.ares_tril(t.handle("Tril"), C.int64_t(diagonal), &out))
 	return wrap(out, t)
 }
 
 // Triu keeps the elements on and above the diagonal-th diagonal.
 func (t *Tensor) Triu(diagonal int64) *Tensor {
 	var out C.ares_tensor
-	check("Triu", C.ares_tri(t.handle("Triu"), C.int64_t(diagonal), 1, &out))
+	check("Triu", C.ares_triu(t.handle("Triu"), C.int64_t(diagonal), &out))
 	return wrap(out, t)
 }
 
@@ -451,7 +470,7 @@ func CrossEntropyWith(logits, targets *Tensor, o CrossEntropyOptions) *Tensor {
 // 1/sqrt(D). libtorch's fused kernel is used where it exists (2.1 and later).
 func Attention(q, k, v, mask *Tensor, causal bool, scale float64) *Tensor {
 	var out C.ares_tensor
-	check("Attention", C.ares_sdpa(q.handle("Attention"), k.handle("Attention"), v.handle("Attention"),
+	check("Attention", C.ares_attention(q.handle("Attention"), k.handle("Attention"), v.handle("Attention"),
 		mask.optHandle("Attention"), bool32(causal), C.double(scale), &out))
 	return wrap(out, q, k, v, mask)
 }

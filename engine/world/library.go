@@ -19,7 +19,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/pelletier/go-toml/v2"
+	"github.com/ares-rlhf/ares/internal/config"
 )
 
 //go:embed library/default.toml
@@ -43,7 +43,7 @@ type Library struct {
 	Weakness Weakness   `toml:"weakness"`
 
 	name string
-	pos  positions
+	pos  config.Positions
 	// Identify's compiled templates, built on first use.
 	identOnce sync.Once
 	ident     *identifier
@@ -183,20 +183,9 @@ func anyMatch(ss []Selector, sp Spec) bool {
 	return false
 }
 
-// Error is a library validation error; it names file, line and key.
-type Error struct {
-	File string
-	Line int
-	Key  string
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s: %s", e.File, e.Key, e.Msg)
-}
+// Error is a library validation error; it names file, line and key. It is
+// the error of every config file (internal/config).
+type Error = config.Error
 
 // Default returns the embedded default library.
 func Default() *Library {
@@ -224,40 +213,15 @@ func LoadFile(path string) (*Library, error) {
 // with the file, line and key.
 func Parse(data []byte, name string) (*Library, error) {
 	var l Library
-	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
-	if err := dec.Decode(&l); err != nil {
-		return nil, tomlError(name, err)
+	if err := config.DecodeStrict(data, name, &l); err != nil {
+		return nil, err
 	}
 	l.name = name
-	l.pos = indexPositions(data)
+	l.pos = config.Index(data)
 	if err := l.validate(); err != nil {
 		return nil, err
 	}
 	return &l, nil
-}
-
-// tomlError converts go-toml's errors into file:line: key: message form.
-func tomlError(name string, err error) error {
-	var sm *toml.StrictMissingError
-	if errors.As(err, &sm) {
-		var errs []error
-		for i := range sm.Errors {
-			de := &sm.Errors[i]
-			line, _ := de.Position()
-			errs = append(errs, &Error{File: name, Line: line, Key: strings.Join(de.Key(), "."), Msg: "unknown key"})
-		}
-		return errors.Join(errs...)
-	}
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		line, _ := de.Position()
-		key := strings.Join(de.Key(), ".")
-		if key == "" {
-			key = "(document)"
-		}
-		return &Error{File: name, Line: line, Key: key, Msg: strings.TrimPrefix(de.Error(), "toml: ")}
-	}
-	return fmt.Errorf("%s: %w", name, err)
 }
 
 // Name is the file the library was loaded from.
@@ -269,7 +233,7 @@ type validator struct {
 }
 
 func (v *validator) errf(key, format string, a ...any) {
-	v.errs = append(v.errs, &Error{File: v.l.name, Line: v.l.pos.line(key), Key: key, Msg: fmt.Sprintf(format, a...)})
+	v.errs = append(v.errs, &Error{File: v.l.name, Line: v.l.pos.Line(key), Key: key, Msg: fmt.Sprintf(format, a...)})
 }
 
 var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -588,14 +552,4 @@ func (l *Library) CoupledCells(w *Weakness) []Cell {
 		}
 	}
 	return out
-}
-
-// DecodeStrict decodes TOML into v, rejecting unknown keys; every error
-// names the file (name), line and key. Run configs use it too.
-func DecodeStrict(data []byte, name string, v any) error {
-	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return tomlError(name, err)
-	}
-	return nil
 }

@@ -2,7 +2,7 @@
 // float is finite and in range, every count in range, and the first failure
 // in the order of the checks is the error. A type's Validate method checks
 // keys relative to its own table; the loader that knows the file puts the
-// table in front and finds the line (Locate, with world.KeyLine), so every loader of a type
+// table in front and finds the line (Locate, with config.KeyLine), so every loader of a type
 // reports the same checks the same way: "file:line: table.key: why".
 package cfgcheck
 
@@ -12,7 +12,7 @@ import (
 	"math"
 	"os"
 
-	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/config"
 )
 
 // Error is a bad value of a key (a dotted path relative to the table that
@@ -102,6 +102,52 @@ func (c *Checker) IntAtLeast(key string, v, lo int64) {
 	}
 }
 
+// AtMost checks that v is finite and v <= hi: the upper bound of a value
+// that no sane run exceeds, so that an absurd one fails at load, naming its
+// key, rather than late in an op that overflows (or never).
+func (c *Checker) AtMost(key string, v, hi float64) {
+	if c.Finite(key, v) && v > hi {
+		c.Errf(key, "%v is above %v, beyond any sane run", v, hi)
+	}
+}
+
+// Magnitude checks that v is finite and |v| <= hi (a threshold or margin
+// that may be negative).
+func (c *Checker) Magnitude(key string, v, hi float64) {
+	if c.Finite(key, v) && math.Abs(v) > hi {
+		c.Errf(key, "%v is not in [%v, %v], beyond any sane run", v, -hi, hi)
+	}
+}
+
+// IntAtMost checks that an integer is at most hi (see AtMost).
+func (c *Checker) IntAtMost(key string, v, hi int64) {
+	if v > hi {
+		c.Errf(key, "%d is above %d, beyond any sane run", v, hi)
+	}
+}
+
+// IntIn checks that an integer is in [lo, hi]: the lower bound's failure
+// reads as IntAtLeast's, the upper one's as IntAtMost's.
+func (c *Checker) IntIn(key string, v, lo, hi int64) {
+	c.IntAtLeast(key, v, lo)
+	c.IntAtMost(key, v, hi)
+}
+
+// Upper bounds shared by the config checks: far above any real run, low
+// enough that a value under them cannot overflow the arithmetic or ask for
+// an allocation no machine has.
+const (
+	MaxLR     = 10      // a learning rate (AdamW's steps are about lr in size)
+	MaxWeight = 1e4     // a loss weight, weight decay, a scale factor
+	MaxClip   = 1e6     // a gradient-norm clip (0: off)
+	MaxTemp   = 100     // a sampling temperature
+	MaxScore  = 1e12    // the magnitude of an RM score threshold or margin (±1e9 is the idiom for always or never)
+	MaxSteps  = 1 << 32 // optimizer steps, warm-up steps, checkpoint period, budgets
+	MaxBatch  = 1 << 20 // sequences in a batch, prompts, anchor and replay sets
+	MaxTokens = 1 << 24 // tokens generated per answer (a model's context at most)
+	MaxCount  = 1 << 24 // other counts: samples per probe, group sizes, rounds
+)
+
 // Err is the first failure, an *Error, or nil.
 func (c *Checker) Err() error {
 	if c.err == nil {
@@ -111,7 +157,7 @@ func (c *Checker) Err() error {
 }
 
 // Locate turns an *Error found in the TOML text data of file into a
-// *world.Error naming file, line (when the key is set in the file) and key;
+// *config.Error naming file, line (when the key is set in the file) and key;
 // with data nil the file is read. Other errors are returned unchanged.
 func Locate(file string, data []byte, err error) error {
 	var e *Error
@@ -121,5 +167,5 @@ func Locate(file string, data []byte, err error) error {
 	if data == nil {
 		data, _ = os.ReadFile(file)
 	}
-	return &world.Error{File: file, Line: world.KeyLine(data, e.Key), Key: e.Key, Msg: e.Msg}
+	return &config.Error{File: file, Line: config.KeyLine(data, e.Key), Key: e.Key, Msg: e.Msg}
 }

@@ -47,9 +47,6 @@ func (w *Writer) SetEscapeHTML(on bool) { w.enc.SetEscapeHTML(on) }
 // encoding, such as metrics that write NaN as null.
 func (w *Writer) SetMarshal(f func(any) ([]byte, error)) { w.marshal = f }
 
-// Records is the number of records written.
-func (w *Writer) Records() int { return w.n }
-
 // Write appends one record. An encoding error is a *RecordError naming the
 // record's 1-based number among this Writer's records and, for a NaN or
 // infinite float, the field that holds it.

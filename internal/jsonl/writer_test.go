@@ -26,8 +26,8 @@ func TestWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "{\"name\":\"<a&b>\",\"score\":1.5}\n{\"a\":1,\"b\":2}\n"
-	if buf.String() != want || w.Records() != 2 {
-		t.Fatalf("%q (%d records), want %q", buf.String(), w.Records(), want)
+	if buf.String() != want {
+		t.Fatalf("%q, want %q", buf.String(), want)
 	}
 
 	// A NaN: the error names the record and the field, and nothing is written.
@@ -40,7 +40,7 @@ func TestWriter(t *testing.T) {
 	if err := w.Write(math.NaN()); err == nil || err.Error() != "record 3: the value is NaN: JSON has no encoding for it" {
 		t.Fatalf("%v", err)
 	}
-	if buf.String() != want || w.Records() != 2 {
+	if buf.String() != want {
 		t.Fatalf("a failed record wrote %q", buf.String()[len(want):])
 	}
 

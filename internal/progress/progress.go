@@ -169,15 +169,6 @@ func (b *Bar) Finish() {
 	b.ended = true
 }
 
-// Break ends the line of every bar drawn on a terminal and not finished, so
-// that what is written next starts on a line of its own. A bar updated
-// afterwards is drawn again on the next line.
-func Break() {
-	mu.Lock()
-	breakLocked()
-	mu.Unlock()
-}
-
 func breakLocked() {
 	for b := range open {
 		b.endLine()

@@ -76,7 +76,6 @@ func TestTerminalBar(t *testing.T) {
 		t.Fatalf("%q", out)
 	}
 	n := len(out)
-	Break()
 	Fprintf(&buf, "done\n")
 	if buf.String()[n:] != "done\n" {
 		t.Fatalf("after Finish: %q", buf.String()[n:])

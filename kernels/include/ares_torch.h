@@ -157,10 +157,11 @@ enum {
 /* ndims == 0 reduces over every dimension (LOGSUMEXP needs at least one). */
 ares_status *ares_reduce(int32_t op, ares_tensor a, const int64_t *dims, int32_t ndims,
                          int32_t keepdim, ares_tensor *out);
-ares_status *ares_max_dim(ares_tensor a, int64_t dim, int32_t keepdim, ares_tensor *values,
-                          ares_tensor *indices);
+ares_status *ares_max(ares_tensor a, int64_t dim, int32_t keepdim, ares_tensor *values,
+                      ares_tensor *indices);
 ares_status *ares_argmax(ares_tensor a, int64_t dim, int32_t keepdim, ares_tensor *out);
-ares_status *ares_softmax(ares_tensor a, int64_t dim, int32_t log, ares_tensor *out);
+ares_status *ares_softmax(ares_tensor a, int64_t dim, ares_tensor *out);
+ares_status *ares_log_softmax(ares_tensor a, int64_t dim, ares_tensor *out);
 ares_status *ares_cumsum(ares_tensor a, int64_t dim, ares_tensor *out);
 ares_status *ares_topk(ares_tensor a, int64_t k, int64_t dim, int32_t largest,
                        ares_tensor *values, ares_tensor *indices);
@@ -179,14 +180,16 @@ ares_status *ares_narrow(ares_tensor a, int64_t dim, int64_t start, int64_t leng
                          ares_tensor *out);
 ares_status *ares_unsqueeze(ares_tensor a, int64_t dim, ares_tensor *out);
 ares_status *ares_squeeze(ares_tensor a, int64_t dim, ares_tensor *out);
-ares_status *ares_cat(const ares_tensor *ts, int32_t n, int64_t dim, int32_t stack,
-                      ares_tensor *out);
+/* cat joins along an existing dim, stack along a new one. */
+ares_status *ares_cat(const ares_tensor *ts, int32_t n, int64_t dim, ares_tensor *out);
+ares_status *ares_stack(const ares_tensor *ts, int32_t n, int64_t dim, ares_tensor *out);
 ares_status *ares_index_select(ares_tensor a, int64_t dim, ares_tensor index, ares_tensor *out);
 ares_status *ares_gather(ares_tensor a, int64_t dim, ares_tensor index, ares_tensor *out);
 ares_status *ares_masked_fill(ares_tensor a, ares_tensor mask, double value, ares_tensor *out);
 ares_status *ares_where(ares_tensor cond, ares_tensor a, ares_tensor b, ares_tensor *out);
-/* upper != 0: triu, else tril. */
-ares_status *ares_tri(ares_tensor a, int64_t diagonal, int32_t upper, ares_tensor *out);
+/* The elements on and below (tril) or on and above (triu) the diagonal-th diagonal. */
+ares_status *ares_tril(ares_tensor a, int64_t diagonal, ares_tensor *out);
+ares_status *ares_triu(ares_tensor a, int64_t diagonal, ares_tensor *out);
 ares_status *ares_clamp(ares_tensor a, int32_t has_min, double min, int32_t has_max,
                         double max, ares_tensor *out);
 ares_status *ares_to(ares_tensor a, int32_t dtype, int32_t device_kind, int32_t device_index,
@@ -215,8 +218,8 @@ ares_status *ares_cross_entropy(ares_tensor logits, ares_tensor targets, int64_t
                                 int32_t reduction, double label_smoothing, ares_tensor *out);
 /* q [.., Lq, D], k and v [.., Lk, D]; mask (bool, true = attend) may be NULL;
  * scale <= 0 means 1/sqrt(D). Uses libtorch's fused kernel where it has one. */
-ares_status *ares_sdpa(ares_tensor q, ares_tensor k, ares_tensor v, ares_tensor mask,
-                       int32_t is_causal, double scale, ares_tensor *out);
+ares_status *ares_attention(ares_tensor q, ares_tensor k, ares_tensor v, ares_tensor mask,
+                            int32_t is_causal, double scale, ares_tensor *out);
 
 /* ---- autograd --------------------------------------------------------- */
 
@@ -262,7 +265,7 @@ ares_status *ares_clip_grad_norm(const ares_tensor *params, int64_t n, double ma
  *      written at [start, start+L) in place (no autograd), then attention
  *      covers the cached [0, start+L)
  *   -> each KV head repeated for its nH/nKV query heads
- *   -> softmax(q k^T * scale + mask) v as ares_sdpa (mask bool, true = attend,
+ *   -> softmax(q k^T * scale + mask) v as ares_attention (mask bool, true = attend,
  *      may be NULL; scale <= 0 means 1/sqrt(D))
  *   -> merged heads, *out [B, L, nH*D]. */
 ares_status *ares_gqa_attention(ares_tensor q, ares_tensor k, ares_tensor v, ares_tensor cos, ares_tensor sin,

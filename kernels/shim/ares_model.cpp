@@ -44,10 +44,11 @@ std::string shape_str(const at::Tensor &t) {
 // x*cos + rotate_half(x)*sin over the first rd of x's d (last) dimensions;
 // the rest pass through unchanged (partial rotary).
 at::Tensor rotate(const at::Tensor &x, const at::Tensor &cos, const at::Tensor &sin, int64_t rd, int64_t d) {
+  // [.., d] -> [.., rd] rotated and [.., d - rd] as it is -> [.., d]
   if (rd < d) return at::cat({rotate(x.narrow(-1, 0, rd), cos, sin, rd, rd), x.narrow(-1, rd, d - rd)}, -1);
   int64_t half = d / 2;
-  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  auto rotated = at::cat({at::neg(x2), x1}, -1);
+  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);  // [.., d] -> 2 x [.., d/2]
+  auto rotated = at::cat({at::neg(x2), x1}, -1);                   // 2 x [.., d/2] -> [.., d]
   return at::add(at::mul(x, cos), at::mul(rotated, sin));
 }
 
@@ -57,13 +58,14 @@ at::Tensor heads(const at::Tensor &x, int64_t n, int64_t d, const char *what) {
   if (x.size(-1) * (x.dim() == 4 ? x.size(2) : 1) != n * d)
     invalid(std::string(what) + " " + shape_str(x) + " does not hold " + std::to_string(n) + " heads of " +
             std::to_string(d));
-  return x.reshape({x.size(0), x.size(1), n, d}).transpose(1, 2);
+  return x.reshape({x.size(0), x.size(1), n, d}).transpose(1, 2);  // [B, L, n*D] -> [B, L, n, D] -> [B, n, L, D]
 }
 
 // [B, nKV, T, D] -> [B, nKV*rep, T, D], each KV head repeated for its query heads.
 [[maybe_unused]] at::Tensor repeat_kv(const at::Tensor &x, int64_t rep) {
   if (rep == 1) return x;
   int64_t B = x.size(0), nKV = x.size(1), T = x.size(2), D = x.size(3);
+  // [B, nKV, T, D] -> [B, nKV, 1, T, D] -> [B, nKV, rep, T, D] -> [B, nKV*rep, T, D]
   return x.unsqueeze(2).expand({B, nKV, rep, T, D}).reshape({B, nKV * rep, T, D});
 }
 
@@ -74,7 +76,7 @@ at::Tensor heads(const at::Tensor &x, int64_t n, int64_t d, const char *what) {
 // Attention of q [B, nH, L, D] over k, v [B, nKV, T, D] with each KV head
 // serving rep = nH/nKV consecutive query heads. With libtorch's fused
 // attention (2.1 and later) the KV heads are repeated and it is called, as
-// ares_sdpa. Before it, the composed attention of ares_sdpa runs once per
+// ares_attention. Before it, the composed attention of ares_attention runs once per
 // member r of each group of query heads (q[:, kv*rep + r] against k[:, kv]),
 // without copying every cached key and value rep times: every matrix product
 // has the shapes it has over repeated heads, so the results are the same to
@@ -83,23 +85,23 @@ at::Tensor heads(const at::Tensor &x, int64_t n, int64_t d, const char *what) {
 at::Tensor grouped_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &mask,
                              double scale, int64_t rep) {
 #ifdef ARES_FUSED_SDPA
-  return ares_internal_sdpa(q, repeat_kv(k, rep), repeat_kv(v, rep), mask, false, scale);
+  return ares_internal_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), mask, false, scale);
 #else
-  if (rep == 1) return ares_internal_sdpa(q, k, v, mask, false, scale);
+  if (rep == 1) return ares_internal_attention(q, k, v, mask, false, scale);
   int64_t B = q.size(0), nH = q.size(1), L = q.size(2), D = q.size(3), nKV = k.size(1);
   double s = scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(D));
-  auto qg = q.reshape({B, nKV, rep, L, D});
-  auto kt = k.transpose(-2, -1);  // [B, nKV, D, T]
+  auto qg = q.reshape({B, nKV, rep, L, D});  // [B, nH, L, D] -> [B, nKV, rep, L, D]
+  auto kt = k.transpose(-2, -1);  // [B, nKV, T, D] -> [B, nKV, D, T]
   at::Tensor hidden;              // positions not to attend
   if (mask.defined()) hidden = mask.logical_not();
   std::vector<at::Tensor> outs;
   outs.reserve(rep);
   for (int64_t r = 0; r < rep; r++) {
-    auto scores = at::matmul(qg.select(2, r), kt) * s;  // [B, nKV, L, T]
+    auto scores = at::matmul(qg.select(2, r), kt) * s;  // [B, nKV, L, D] @ [B, nKV, D, T] -> [B, nKV, L, T]
     if (hidden.defined()) scores = scores.masked_fill(hidden, -std::numeric_limits<double>::infinity());
     outs.push_back(at::matmul(at::softmax(scores, -1), v));  // [B, nKV, L, D]
   }
-  return at::stack(outs, 2).view({B, nH, L, D});
+  return at::stack(outs, 2).view({B, nH, L, D});  // rep x [B, nKV, L, D] -> [B, nKV, rep, L, D] -> [B, nH, L, D]
 #endif
 }
 
@@ -143,17 +145,18 @@ ares_status *ares_gqa_attention(ares_tensor q, ares_tensor k, ares_tensor v, are
                 std::to_string(KC.size(2)));
       {
         at::NoGradGuard no_grad;
-        KC.narrow(2, start, L).copy_(kh);
+        KC.narrow(2, start, L).copy_(kh);  // [B, nKV, capacity, D] -> [B, nKV, L, D] at columns [start, start+L)
         VC.narrow(2, start, L).copy_(vh);
       }
-      kh = KC.narrow(2, 0, start + L);  // [B, nKV, T, D], T = start + L
+      kh = KC.narrow(2, 0, start + L);  // [B, nKV, capacity, D] -> [B, nKV, T, D], T = start + L
       vh = VC.narrow(2, 0, start + L);
     }
     int64_t rep = n_heads / n_kv_heads;
     at::Tensor m;
     if (mask) m = ares_internal_get(mask, "mask");
     auto o = grouped_attention(qh, kh, vh, m, scale, rep);  // [B, nH, L, D]
-    *out = ares_internal_wrap(o.transpose(1, 2).reshape({Q.size(0), Q.size(1), -1}));      // [B, L, nH*D]
+    // [B, nH, L, D] -> [B, L, nH, D] -> [B, L, nH*D]
+    *out = ares_internal_wrap(o.transpose(1, 2).reshape({Q.size(0), Q.size(1), -1}));
   });
 }
 
@@ -182,6 +185,7 @@ ares_status *ares_rope_gather(ares_tensor cos_table, ares_tensor sin_table, ares
     check_out(cos);
     check_out(sin);
     const auto &P = ares_internal_get(pos, "positions");
+    // [P, rd] at [B, L] -> [B, L, rd] -> [B, 1, L, rd]
     auto c = at::embedding(ares_internal_get(cos_table, "cos table"), P).unsqueeze(1);
     auto s = at::embedding(ares_internal_get(sin_table, "sin table"), P).unsqueeze(1);
     *cos = ares_internal_wrap(std::move(c));

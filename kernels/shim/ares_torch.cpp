@@ -209,14 +209,26 @@ void copy_string(const std::string &s, char *buf, int64_t len) {
   buf[n] = '\0';
 }
 
+// The tensors of a handle array (cat, stack).
+std::vector<at::Tensor> tensor_list(const ares_tensor *ts, int32_t n) {
+  if (n <= 0) throw invalid_arg("needs at least one tensor");
+  if (ts == nullptr) throw invalid_arg("null tensor array");
+  std::vector<at::Tensor> v;
+  v.reserve(n);
+  for (int32_t i = 0; i < n; i++) v.push_back(T(ts[i]));
+  return v;
+}
+
 c10::optional<at::Generator> gen_of(ares_generator g) {
   if (g == nullptr) return c10::nullopt;
   return g->g;
 }
 
-at::Tensor sdpa_composed(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
-                         const at::Tensor &mask, bool is_causal, double scale) {
-  auto scores = at::matmul(q, k.transpose(-2, -1)) * scale;
+// softmax(q k^T * scale + mask) v from separate libtorch ops (libtorch
+// before 2.1): q [.., Lq, D], k, v [.., Lk, D] -> [.., Lq, D].
+at::Tensor attention_composed(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                              const at::Tensor &mask, bool is_causal, double scale) {
+  auto scores = at::matmul(q, k.transpose(-2, -1)) * scale;  // [.., Lq, D] @ [.., D, Lk] -> [.., Lq, Lk]
   if (is_causal) {
     int64_t lq = q.size(-2), lk = k.size(-2);
     auto causal = at::ones({lq, lk}, q.options().dtype(at::kBool)).tril(lk - lq);
@@ -240,8 +252,8 @@ ares_status *ares_internal_status(int32_t code, const std::string &msg) {
 ares_status *ares_internal_current_exception_status() { return status_from_current_exception(); }
 void ares_internal_sync_threads() { sync_threads(); }
 
-at::Tensor ares_internal_sdpa(const at::Tensor &Q, const at::Tensor &K, const at::Tensor &V,
-                              const at::Tensor &mask, bool is_causal, double scale) {
+at::Tensor ares_internal_attention(const at::Tensor &Q, const at::Tensor &K, const at::Tensor &V,
+                                   const at::Tensor &mask, bool is_causal, double scale) {
   if (Q.dim() < 2) throw invalid_arg("query needs at least 2 dimensions");
   double s = scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(Q.size(-1)));
   at::Tensor m = mask;
@@ -258,7 +270,7 @@ at::Tensor ares_internal_sdpa(const at::Tensor &Q, const at::Tensor &K, const at
   if (m.defined()) om = m;
   return at::scaled_dot_product_attention(Q, K, V, om, 0.0, is_causal, s);
 #else
-  return sdpa_composed(Q, K, V, m, is_causal, s);
+  return attention_composed(Q, K, V, m, is_causal, s);
 #endif
 }
 
@@ -750,8 +762,8 @@ ares_status *ares_reduce(int32_t op, ares_tensor a, const int64_t *dims, int32_t
   });
 }
 
-ares_status *ares_max_dim(ares_tensor a, int64_t dim, int32_t keepdim, ares_tensor *values,
-                          ares_tensor *indices) {
+ares_status *ares_max(ares_tensor a, int64_t dim, int32_t keepdim, ares_tensor *values,
+                      ares_tensor *indices) {
   return guard([&] {
     check_out(values); check_out(indices);
     auto r = at::max(T(a), dim, keepdim != 0);
@@ -767,10 +779,17 @@ ares_status *ares_argmax(ares_tensor a, int64_t dim, int32_t keepdim, ares_tenso
   });
 }
 
-ares_status *ares_softmax(ares_tensor a, int64_t dim, int32_t log, ares_tensor *out) {
+ares_status *ares_softmax(ares_tensor a, int64_t dim, ares_tensor *out) {
   return guard([&] {
     check_out(out);
-    *out = wrap(log ? at::log_softmax(T(a), dim) : at::softmax(T(a), dim));
+    *out = wrap(at::softmax(T(a), dim));
+  });
+}
+
+ares_status *ares_log_softmax(ares_tensor a, int64_t dim, ares_tensor *out) {
+  return guard([&] {
+    check_out(out);
+    *out = wrap(at::log_softmax(T(a), dim));
   });
 }
 
@@ -861,16 +880,17 @@ ares_status *ares_squeeze(ares_tensor a, int64_t dim, ares_tensor *out) {
   });
 }
 
-ares_status *ares_cat(const ares_tensor *ts, int32_t n, int64_t dim, int32_t stack,
-                      ares_tensor *out) {
+ares_status *ares_cat(const ares_tensor *ts, int32_t n, int64_t dim, ares_tensor *out) {
   return guard([&] {
     check_out(out);
-    if (n <= 0) throw invalid_arg("needs at least one tensor");
-    if (ts == nullptr) throw invalid_arg("null tensor array");
-    std::vector<at::Tensor> v;
-    v.reserve(n);
-    for (int32_t i = 0; i < n; i++) v.push_back(T(ts[i]));
-    *out = wrap(stack ? at::stack(v, dim) : at::cat(v, dim));
+    *out = wrap(at::cat(tensor_list(ts, n), dim));
+  });
+}
+
+ares_status *ares_stack(const ares_tensor *ts, int32_t n, int64_t dim, ares_tensor *out) {
+  return guard([&] {
+    check_out(out);
+    *out = wrap(at::stack(tensor_list(ts, n), dim));
   });
 }
 
@@ -902,10 +922,17 @@ ares_status *ares_where(ares_tensor cond, ares_tensor a, ares_tensor b, ares_ten
   });
 }
 
-ares_status *ares_tri(ares_tensor a, int64_t diagonal, int32_t upper, ares_tensor *out) {
+ares_status *ares_tril(ares_tensor a, int64_t diagonal, ares_tensor *out) {
   return guard([&] {
     check_out(out);
-    *out = wrap(upper ? at::triu(T(a), diagonal) : at::tril(T(a), diagonal));
+    *out = wrap(at::tril(T(a), diagonal));
+  });
+}
+
+ares_status *ares_triu(ares_tensor a, int64_t diagonal, ares_tensor *out) {
+  return guard([&] {
+    check_out(out);
+    *out = wrap(at::triu(T(a), diagonal));
   });
 }
 
@@ -1014,13 +1041,13 @@ ares_status *ares_cross_entropy(ares_tensor logits, ares_tensor targets, int64_t
   });
 }
 
-ares_status *ares_sdpa(ares_tensor q, ares_tensor k, ares_tensor v, ares_tensor mask,
-                       int32_t is_causal, double scale, ares_tensor *out) {
+ares_status *ares_attention(ares_tensor q, ares_tensor k, ares_tensor v, ares_tensor mask,
+                            int32_t is_causal, double scale, ares_tensor *out) {
   return guard([&] {
     check_out(out);
     at::Tensor m;
     if (mask) m = mask->t;
-    *out = wrap(ares_internal_sdpa(T(q, "query"), T(k, "key"), T(v, "value"), m, is_causal != 0, scale));
+    *out = wrap(ares_internal_attention(T(q, "query"), T(k, "key"), T(v, "value"), m, is_causal != 0, scale));
   });
 }
 

@@ -41,9 +41,9 @@ ares_status *ares_internal_guard(F &&body) {
     return ares_internal_current_exception_status();
   }
 }
-// Scaled dot-product attention exactly as ares_sdpa computes it (mask may be
-// undefined; scale <= 0 means 1/sqrt(D)); for the fused model ops.
-at::Tensor ares_internal_sdpa(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
-                              const at::Tensor &mask, bool is_causal, double scale);
+// Scaled dot-product attention exactly as ares_attention computes it (mask
+// may be undefined; scale <= 0 means 1/sqrt(D)); for the fused model ops.
+at::Tensor ares_internal_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                                   const at::Tensor &mask, bool is_causal, double scale);
 
 #endif  // ARES_SHIM_INTERNAL_H

@@ -11,6 +11,8 @@
 // PPO-style ratio clipping and a constant token normaliser), Unlikelihood on
 // the tokens of harmful responses, KL to the reference policy with a
 // selectable estimator (k1, k2, k3), and LanguageModel replay on benign data.
+// LanguageModel is also the SFT loss and the evaluation's held-out NLL; its
+// normalisation is an explicit choice (PerToken, GlobalTokens, Summed).
 //
 // Joint mode composes the terms with Weighted:
 //

@@ -55,7 +55,7 @@ func policyStep(t *testing.T, m *model.Transformer, logProbs func(*model.Batch) 
 			Term{Name: "policy", Weight: 1, Loss: pg},
 			Term{Name: "kl", Weight: 0.1, Loss: KL(logp, oldT, mt, K3, 8)},
 			Term{Name: "unlikelihood", Weight: 0.5, Loss: Unlikelihood(logp, mt, 8)},
-			Term{Name: "replay", Weight: 0.3, Loss: LanguageModel(logp, mt)},
+			Term{Name: "replay", Weight: 0.3, Loss: LanguageModel(logp, mt, PerToken)},
 		)
 		total.Backward()
 		r.logp = torch.Data[float64](s.Own(logp.Detach().To(torch.Float64)))

@@ -100,22 +100,67 @@ func KL(logp, refLogp, mask *torch.Tensor, est Estimator, normConst float64) *to
 	return f.done(k.Mul(m).Sum().DivScalar(float64(n) * normConst))
 }
 
-// LanguageModel is the replay language-model loss on benign data, the mean
-// negative log-likelihood per counted token:
-//
-//	L = −Σ_{i,t} mask_it · logp_it / Σ_{i,t} mask_it
-//
-// Here the per-token mean is right (it is a held-out-comparable NLL, not a
-// policy gradient). An all-zero mask gives 0. The result is float32 for
-// half-precision inputs (see the package doc).
-func LanguageModel(logp, mask *torch.Tensor) *torch.Tensor {
+// LMNorm is how LanguageModel normalises the summed negative log-likelihood
+// S = −Σ_{i,t} mask_it · logp_it. It is a named choice because the callers
+// ask different questions: the mean of this batch (PerToken), a share of a
+// global batch's mean that the ranks average exactly (GlobalTokens), or a sum
+// that the caller accumulates over batches and divides itself (Summed).
+type LMNorm struct {
+	kind                 lmNormKind
+	tokens, batch, share int
+}
+
+type lmNormKind int
+
+const (
+	lmPerToken lmNormKind = iota + 1
+	lmSummed
+	lmGlobal
+)
+
+var (
+	// PerToken divides S by Σ mask of this batch (clamped at 1e-8, so that
+	// an all-zero mask gives 0): the mean NLL per counted token.
+	PerToken = LMNorm{kind: lmPerToken}
+	// Summed leaves S as it is, for a caller that adds the sums of several
+	// batches and divides by their total token count (a held-out NLL).
+	Summed = LMNorm{kind: lmSummed}
+)
+
+// GlobalTokens multiplies S by (batch / share) / tokens: the call sees share
+// of the global batch's batch sequences, whose counted tokens number tokens
+// (> 0). Averaging the ranks' losses, and so their gradients, gives exactly
+// the global batch's mean per token whatever the lengths on each rank (a
+// per-rank PerToken mean would weigh tokens differently).
+func GlobalTokens(tokens, batch, share int) LMNorm {
+	return LMNorm{kind: lmGlobal, tokens: tokens, batch: batch, share: share}
+}
+
+// LanguageModel is the language-model loss of the response tokens: the
+// negative log-likelihood S = −Σ_{i,t} mask_it · logp_it, normalised as norm
+// says (see LMNorm). It is the SFT loss, the replay term of policy repair and
+// the held-out NLL of the evaluation, so that the three are one computation.
+// The result is float32 for half-precision inputs (see the package doc).
+func LanguageModel(logp, mask *torch.Tensor, norm LMNorm) *torch.Tensor {
 	f := newFrame("loss.LanguageModel", logp, mask)
 	defer f.close()
 	f.perToken(logp, map[string]*torch.Tensor{"mask": mask})
 	m := f.const_(mask)
-	lp := f.in(logp).MaskedFill(m.EqScalar(0), 0)
-	den := m.Sum().Clamp(1e-8, math.Inf(1))
-	return f.done(lp.Mul(m).Sum().Neg().Div(den))
+	nll := f.in(logp).MaskedFill(m.EqScalar(0), 0).Mul(m).Sum().Neg()
+	switch norm.kind {
+	case lmPerToken:
+		return f.done(nll.Div(m.Sum().Clamp(1e-8, math.Inf(1))))
+	case lmSummed:
+		return f.done(nll)
+	case lmGlobal:
+		f.positive("tokens", float64(norm.tokens))
+		f.positive("share", float64(norm.share))
+		f.positive("batch", float64(norm.batch))
+		world := float64(norm.batch) / float64(norm.share)
+		return f.done(nll.MulScalar(world / float64(norm.tokens)))
+	}
+	f.fail("no normalisation given (PerToken, Summed or GlobalTokens)")
+	return nil
 }
 
 // k3 is exp(−δ) + δ − 1, computed without the cancellation of the direct

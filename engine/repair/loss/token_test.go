@@ -201,9 +201,9 @@ func TestLanguageModel(t *testing.T) {
 	s := torch.NewScope()
 	defer s.Close()
 	must(t, func() {
-		near(t, "f32", LanguageModel(f32(s, lp, 2, 3), f32(s, mask, 2, 3)).Item(), want, 1e-6)
+		near(t, "f32", LanguageModel(f32(s, lp, 2, 3), f32(s, mask, 2, 3), PerToken).Item(), want, 1e-6)
 		x := f64(s, lp, 2, 3).SetRequiresGrad(true)
-		l := LanguageModel(x, f64(s, mask, 2, 3))
+		l := LanguageModel(x, f64(s, mask, 2, 3), PerToken)
 		near(t, "f64", l.Item(), want, 1e-12)
 		l.Backward()
 		g := make([]float64, len(mask))
@@ -213,15 +213,51 @@ func TestLanguageModel(t *testing.T) {
 		nearAll(t, "grad", torch.Data[float64](x.Grad()), g, 1e-12)
 
 		y := f64(s, lp, 2, 3).SetRequiresGrad(true)
-		z := LanguageModel(y, f64(s, make([]float64, 6), 2, 3))
+		z := LanguageModel(y, f64(s, make([]float64, 6), 2, 3), PerToken)
 		near(t, "all padding", z.Item(), 0, 0)
 		z.Backward()
 		nearAll(t, "all padding grad", torch.Data[float64](y.Grad()), make([]float64, 6), 0)
 	})
 	fin := []float64{-1, -2, -3, -7, -0.5, -4}
 	gradCheck(t, "fd", fin, []int64{2, 3}, func(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
-		return LanguageModel(x, f64(s, mask, 2, 3))
+		return LanguageModel(x, f64(s, mask, 2, 3), PerToken)
 	})
+}
+
+// TestLanguageModelNorms: Summed is the bare sum; GlobalTokens equals, bit
+// for bit in value and gradient, the expression the SFT loss used before
+// it went through LanguageModel (−Σ logp·mask · (batch/share)/tokens); a
+// missing or non-positive normaliser is an error.
+func TestLanguageModelNorms(t *testing.T) {
+	lp := []float64{-1.25, -2.5, -0.125, -7.75, -0.5, -4}
+	mask := []float64{1, 1, 0, 0, 1, 1}
+	s := torch.NewScope()
+	defer s.Close()
+	must(t, func() {
+		near(t, "summed", LanguageModel(f32(s, lp, 2, 3), f32(s, mask, 2, 3), Summed).Item(), 1.25+2.5+0.5+4, 0)
+		x := f32(s, lp, 2, 3).SetRequiresGrad(true)
+		y := f32(s, lp, 2, 3).SetRequiresGrad(true)
+		m := f32(s, mask, 2, 3)
+		got := LanguageModel(x, m, GlobalTokens(13, 8, 3))
+		world := float64(8) / float64(3)
+		want := y.Mul(m).Sum().Neg().MulScalar(world / float64(13))
+		if got.Item() != want.Item() {
+			t.Fatalf("GlobalTokens %v, the old expression %v", got.Item(), want.Item())
+		}
+		got.Backward()
+		want.Backward()
+		gx, gy := torch.Data[float32](x.Grad()), torch.Data[float32](y.Grad())
+		for i := range gx {
+			if gx[i] != gy[i] {
+				t.Fatalf("GlobalTokens gradient %v, the old expression's %v", gx, gy)
+			}
+		}
+	})
+	for name, n := range map[string]LMNorm{"none": {}, "tokens 0": GlobalTokens(0, 4, 2), "share 0": GlobalTokens(3, 4, 0)} {
+		if err := torch.Try(func() { LanguageModel(f32(s, lp, 2, 3), f32(s, mask, 2, 3), n) }); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
 }
 
 func TestHalfPrecisionInputsAreComputedInFloat32(t *testing.T) {

@@ -24,7 +24,7 @@ func TestJointLoss(t *testing.T) {
 			pg, _ = PolicyGradient(lp, f64(s, old, 2, 2), f64(s, []float64{1, -1}), m, PGOptions{ClipEps: 0.2, NormConst: 2})
 			ul = Unlikelihood(lp, m, 2)
 			bt = BradleyTerry(sc.Narrow(0, 0, 1), sc.Narrow(0, 1, 1), BTOptions{})
-			lm = LanguageModel(lp, m)
+			lm = LanguageModel(lp, m, PerToken)
 			return
 		}
 		// Reference: each term alone, its gradient, then the weighted sums.
@@ -97,7 +97,7 @@ func TestScopesAndLeaks(t *testing.T) {
 		}
 		ul := Unlikelihood(lp, m, 2)
 		kl := KL(lp, old, m, K3, 2)
-		lm := LanguageModel(lp, m)
+		lm := LanguageModel(lp, m, PerToken)
 		bt := BradleyTerry(adv, adv, BTOptions{Margin: 1, CenterCoef: 0.1})
 		an := ScoreAnchor(adv, adv)
 		pk := PreferenceKL(adv, adv)
@@ -122,7 +122,7 @@ func TestScopesAndLeaks(t *testing.T) {
 	lp := torch.FromSlice([]float32{-1, -2}, 1, 2)
 	m := torch.FromSlice([]float32{1, 1}, 1, 2)
 	var l *torch.Tensor
-	must(t, func() { l = LanguageModel(lp, m) })
+	must(t, func() { l = LanguageModel(lp, m, PerToken) })
 	if l.Scope() != nil {
 		t.Fatal("result of unscoped inputs is scoped")
 	}

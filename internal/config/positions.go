@@ -1,4 +1,4 @@
-package world
+package config
 
 import (
 	"bytes"
@@ -8,13 +8,17 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 )
 
-// positions maps a key path such as "tactics[2].templates[0]" or
+// Positions maps a key path such as "tactics[2].templates[0]" or
 // "harm_topics[1].goals[0].text" to the line it is written on, so that
 // semantic validation errors (found after decoding) can still name the line.
-type positions map[string]int
+// A key set in several places keeps its first line.
+type Positions map[string]int
 
-func indexPositions(data []byte) positions {
-	pos := positions{}
+// Index records the line of every key, table header, array element and
+// inline-table key of the TOML text data. Text that does not parse is indexed
+// up to the first error (the strict decoder reports the error itself).
+func Index(data []byte) Positions {
+	pos := Positions{}
 	p := &unstable.Parser{}
 	p.Reset(data)
 	arrayIdx := map[string]int{} // resolved array-table path -> current index
@@ -52,9 +56,9 @@ func indexPositions(data []byte) positions {
 // "rm_repair.bt.margin", whether written under a table header, as a dotted
 // key or in an inline table) or opens the table key, or 0. For error
 // messages about keys found after decoding.
-func KeyLine(data []byte, key string) int { return indexPositions(data)[key] }
+func KeyLine(data []byte, key string) int { return Index(data)[key] }
 
-func (pos positions) set(path string, line int) {
+func (pos Positions) set(path string, line int) {
 	if _, ok := pos[path]; !ok {
 		pos[path] = line
 	}
@@ -98,7 +102,7 @@ func joinKey(it unstable.Iterator) (string, *unstable.Node) {
 // walkValue records positions inside arrays and inline tables. Elements take
 // the line of their first key (inline tables) or, failing that, of the
 // enclosing key.
-func walkValue(p *unstable.Parser, v *unstable.Node, path string, at *unstable.Node, pos positions) {
+func walkValue(p *unstable.Parser, v *unstable.Node, path string, at *unstable.Node, pos Positions) {
 	switch v.Kind {
 	case unstable.Array:
 		i := 0
@@ -136,8 +140,8 @@ func walkValue(p *unstable.Parser, v *unstable.Node, path string, at *unstable.N
 	}
 }
 
-// line returns the line of path, or of its nearest recorded ancestor.
-func (pos positions) line(path string) int {
+// Line returns the line of path, or of its nearest recorded ancestor.
+func (pos Positions) Line(path string) int {
 	for path != "" {
 		if l, ok := pos[path]; ok {
 			return l
