@@ -37,6 +37,7 @@ func runVersion(args []string) error {
 	}
 	fmt.Fprintf(w, "OpenBLAS threads:       %s\n", blas)
 	fmt.Fprintf(w, "wait policy:            %s\n", info.WaitPolicy)
+	fmt.Fprintf(w, "thread layout from:     %s\n", info.ThreadLayout)
 	fmt.Fprintf(w, "host allocator:         %s\n", info.Allocator)
 	cuda := "no (shim built without CUDA)"
 	if info.BuiltWithCUDA {

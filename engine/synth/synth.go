@@ -144,12 +144,20 @@ func DefaultConfig(quick bool) Config {
 // synthetic world's tiny models, unless ARES_NUM_THREADS is set. Their
 // matrices (hidden size 64) are too small to share between threads: on 2
 // cores of an Intel Xeon (2026-11-30) an SFT step took 0.10 s on one thread
-// and 0.19 s on two, and `ares demo --quick` 4m21s against 6m8s. It returns
-// the count in use.
+// and 0.19 s on two, and `ares demo --quick` 4m21s against 6m8s. OpenBLAS gets
+// one thread too, unless ARES_BLAS_THREADS says otherwise: with a second
+// OpenBLAS thread `ares demo` took 298.6 s against 304.8 s but 584 s of CPU
+// against 314 (2026-12-01, same machine). It returns the intra-op count in
+// use.
 func UseTinyModelThreads() (int, error) {
 	if os.Getenv("ARES_NUM_THREADS") == "" {
 		if err := torch.SetNumThreads(1); err != nil {
 			return 0, err
+		}
+		if os.Getenv("ARES_BLAS_THREADS") == "" {
+			if err := torch.SetBLASThreads(1); err != nil {
+				return 0, err
+			}
 		}
 	}
 	return torch.NumThreads(), nil

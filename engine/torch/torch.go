@@ -14,11 +14,12 @@
 // KV caches) are unscoped and closed by their owner. LiveTensors counts native
 // handles, so leaks are testable.
 //
-// Threads. The intra-op thread count is set explicitly (SetNumThreads, at
-// package start from ARES_NUM_THREADS or the number of CPUs); it sets
-// OpenBLAS's own pool to the same count, which libtorch leaves at one worker
-// per CPU (each yielding in a loop for a while after every call, beside the
-// OpenMP team). Autograd mode is
+// Threads. The thread counts are set explicitly at package start
+// (defaultThreads: ARES_NUM_THREADS, ARES_BLAS_THREADS, or the layout
+// measured fastest for how OpenBLAS runs its threads); SetNumThreads sets
+// OpenBLAS's own pool to the intra-op count unless SetBLASThreads set it
+// apart (libtorch alone leaves that pool at one worker per CPU, each
+// yielding in a loop after every call, beside the OpenMP team). Autograd mode is
 // per OS thread in libtorch; NoGrad locks the goroutine to its thread. So is
 // the counter that orders the nodes of the backward pass: build and
 // backpropagate a graph from one OS thread (runtime.LockOSThread; package
@@ -214,21 +215,61 @@ func tuneAllocator() string {
 	return fmt.Sprintf("glibc malloc, mmap threshold %d MiB, trim threshold %d MiB (ARES_MALLOC=default keeps glibc's)", mmapThreshold>>20, trimThreshold>>20)
 }
 
+// threadLayout says how the start-up thread counts were chosen, for `ares
+// version`.
+var threadLayout string
+
 func init() {
 	allocatorPolicy = tuneAllocator()
-	n := runtime.NumCPU()
-	if s := os.Getenv("ARES_NUM_THREADS"); s != "" {
-		if v, err := strconv.Atoi(s); err == nil && v > 0 {
-			n = v
+	threadLayout = defaultThreads()
+}
+
+// envCount is a positive integer environment variable, or 0.
+func envCount(key string) int {
+	if v, err := strconv.Atoi(os.Getenv(key)); err == nil && v > 0 {
+		return v
+	}
+	return 0
+}
+
+// defaultThreads sets the start-up thread layout. ARES_NUM_THREADS sets the
+// intra-op count (and OpenBLAS's with it); ARES_BLAS_THREADS sets
+// OpenBLAS's apart. Without them the layout depends on how OpenBLAS runs
+// its threads. Built with OpenMP, it shares libtorch's OpenMP team: every
+// CPU for both. Built with its own pthread pool (Debian's default), that
+// pool and libtorch's OpenMP team would each want every CPU and spin while
+// the other works; the fastest layout measured (bench/results/models-cpu.md:
+// up to 2.8x the two-pools layout, on every line) is 1 intra-op thread and
+// every CPU for OpenBLAS's matrix products, which is also what PyTorch runs
+// after torch.set_num_threads(1).
+func defaultThreads() string {
+	cpus := runtime.NumCPU()
+	n, blas, why := envCount("ARES_NUM_THREADS"), envCount("ARES_BLAS_THREADS"), "ARES_NUM_THREADS"
+	if n == 0 {
+		n, why = cpus, "one per CPU"
+		if blas == 0 && openBLASMode() == 1 {
+			n, blas, why = 1, cpus, "pthreads OpenBLAS: 1 intra-op thread, OpenBLAS one per CPU"
 		}
 	}
 	// A failure here would only leave libtorch's default; report nothing.
 	_ = SetNumThreads(n)
-	if s := os.Getenv("ARES_BLAS_THREADS"); s != "" {
-		if v, err := strconv.Atoi(s); err == nil && v > 0 {
-			_ = SetBLASThreads(v)
-		}
+	if blas > 0 {
+		_ = SetBLASThreads(blas)
 	}
+	if os.Getenv("ARES_BLAS_THREADS") != "" {
+		why += ", ARES_BLAS_THREADS"
+	}
+	return why
+}
+
+// openBLASMode is openblas_get_parallel: 0 sequential, 1 pthreads, 2
+// OpenMP, -1 not OpenBLAS.
+func openBLASMode() int {
+	var intra, omp, blas, mode C.int32_t
+	if statusErr("ThreadInfo", C.ares_thread_info(&intra, &omp, &blas, &mode)) != nil {
+		return -1
+	}
+	return int(mode)
 }
 
 // CallingThreads is the number of OS threads that have called into libtorch
@@ -292,6 +333,7 @@ type Info struct {
 	OpenBLASBuild   string // how OpenBLAS runs its threads: sequential, pthreads, OpenMP
 	WaitPolicy      string // OpenMP / OpenBLAS spin settings from the start-up environment
 	Allocator       string // how the host allocator was set up (tuneAllocator)
+	ThreadLayout    string // how the start-up thread counts were chosen (defaultThreads)
 	BuiltWithCUDA   bool
 	CUDADevices     []string
 }
@@ -316,6 +358,7 @@ func Describe() (info Info, err error) {
 		}
 		info.WaitPolicy = waitPolicy
 		info.Allocator = allocatorPolicy
+		info.ThreadLayout = threadLayout
 		info.BuiltWithCUDA = C.ares_built_with_cuda() != 0
 		for i := 0; i < CUDADeviceCount(); i++ {
 			info.CUDADevices = append(info.CUDADevices, CUDADeviceName(i))

@@ -406,8 +406,12 @@ func TestDescribe(t *testing.T) {
 // TestThreadInfo checks that SetNumThreads reaches OpenMP on another OS
 // thread and OpenBLAS's own pool (libtorch sets only the former).
 func TestThreadInfo(t *testing.T) {
-	prev := NumThreads()
-	defer SetNumThreads(prev)
+	prev, prevBLAS := NumThreads(), blasThreads.Load()
+	blasThreads.Store(0) // the intra-op count for OpenBLAS too
+	defer func() {
+		blasThreads.Store(prevBLAS)
+		SetNumThreads(prev)
+	}()
 	for _, n := range []int{1, 3} {
 		if err := SetNumThreads(n); err != nil {
 			t.Fatal(err)
@@ -437,9 +441,9 @@ func TestThreadInfo(t *testing.T) {
 // TestBLASThreadsApart: SetBLASThreads sizes OpenBLAS apart from the
 // intra-op count, and a later SetNumThreads keeps it.
 func TestBLASThreadsApart(t *testing.T) {
-	prev := NumThreads()
+	prev, prevBLAS := NumThreads(), blasThreads.Load()
 	defer func() {
-		blasThreads.Store(0)
+		blasThreads.Store(prevBLAS)
 		SetNumThreads(prev)
 	}()
 	if err := SetBLASThreads(3); err != nil {
