@@ -21,7 +21,7 @@ func benchChunk(b *testing.B, d DType) {
 	b.Run("encode", func(b *testing.B) {
 		b.SetBytes(int64(len(raw)))
 		for i := 0; i < b.N; i++ {
-			out = e.encodeChunk(out[:0], raw, nil, planesFor(d), d.Size())
+			out = e.encodeChunk(out[:0], raw, planesFor(d))
 		}
 		b.ReportMetric(float64(len(raw))/float64(len(out)), "ratio")
 	})
@@ -31,7 +31,7 @@ func benchChunk(b *testing.B, d DType) {
 	b.Run("decode", func(b *testing.B) {
 		b.SetBytes(int64(len(raw)))
 		for i := 0; i < b.N; i++ {
-			if _, err := decodeChunk(dec, dst, out, planesFor(d), d.Size(), sc); err != nil {
+			if err := decodeChunk(dec, dst, out, planesFor(d), sc); err != nil {
 				b.Fatal(err)
 			}
 		}

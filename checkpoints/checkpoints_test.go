@@ -438,98 +438,125 @@ func editManifestOpt(t *testing.T, dir string, edit func(*Manifest), reseal bool
 	must(t, os.WriteFile(p, out, 0o644))
 }
 
-// Delta checkpoints ---------------------------------------------------------
+// Delta checkpoints (no longer supported) ----------------------------------
 
-// fineTune simulates a short low-learning-rate fine-tune of bf16 or fp32
-// weights: fp32 master weights move by a few Adam-sized steps and are
-// rounded back to the storage dtype, so most bf16 values do not change.
-func fineTune(rng *rand.Rand, d DType, data []byte, lr float64, steps int) []byte {
-	out := bytes.Clone(data)
-	s := d.Size()
-	for i := 0; i+s <= len(out); i += s {
-		v := Element(d, data[i:i+s])
-		drift := 0.0
-		for k := 0; k < steps; k++ {
-			drift += lr * (0.3 + rng.NormFloat64()) // persistent direction + noise
-		}
-		v -= drift
-		switch d {
-		case safetensors.F32:
-			binary.LittleEndian.PutUint32(out[i:], math.Float32bits(float32(v)))
-		case safetensors.BF16:
-			binary.LittleEndian.PutUint16(out[i:], bf16Round(float32(v)))
-		}
-	}
-	return out
+// legacyDeltaManifest is a manifest as older versions wrote it for a delta
+// checkpoint: a "base" naming the checkpoint it is relative to, and
+// tensors stored as differences from it ("diff") or not at all ("same").
+// The checksum is not the one such a version computed: the delta is
+// reported before the checksum is checked.
+const legacyDeltaManifest = `{
+ "format": "ares-checkpoint",
+ "version": 2,
+ "created": "2026-11-20T10:00:00Z",
+ "step": 10,
+ "chunk_size": 8192,
+ "base": {"name": "step-000000000000", "manifest_sha256": "5f2b0c8e6a1d4e7b9c3a2f1e0d9c8b7a6f5e4d3c2b1a09f8e7d6c5b4a3928170"},
+ "shards": [{"file": "shard-00000.ares", "size": 64}],
+ "tensors": [
+  {"name": "w", "group": "model", "dtype": "BF16", "shape": [4], "size": 8, "codec": "zstd-planes",
+   "crc32c": 1234, "delta": "diff", "base_crc32c": 5678, "chunks": [{"shard": 0, "offset": 0, "length": 64, "crc32c": 99}]},
+  {"name": "frozen", "group": "model", "dtype": "BF16", "shape": [4], "size": 8, "codec": "zstd-planes",
+   "crc32c": 4321, "delta": "same", "base_crc32c": 4321, "chunks": []}
+ ],
+ "checksum": "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+}
+`
+
+// writeLegacyDelta writes a delta checkpoint as an older version left it.
+func writeLegacyDelta(t *testing.T, dir, manifest string) {
+	t.Helper()
+	must(t, os.MkdirAll(dir, 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "shard-00000.ares"), make([]byte, 64), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, ManifestName), []byte(manifest), 0o644))
 }
 
-func bf16Round(f float32) uint16 {
-	b := math.Float32bits(f)
-	b += 0x7fff + (b>>16)&1 // round to nearest even
-	return uint16(b >> 16)
-}
-
-func TestDeltaBitExact(t *testing.T) {
+// TestDeltaCheckpointRefused: a checkpoint written as a delta by an older
+// version is refused, naming the directory and saying delta checkpoints
+// are no longer supported, rather than failing its checksum or loading
+// differences as weights.
+func TestDeltaCheckpointRefused(t *testing.T) {
 	root := t.TempDir()
-	rng := rand.New(rand.NewPCG(11, 12))
-	var base, tuned []testTensor
-	for _, d := range []DType{safetensors.BF16, safetensors.F32} {
-		b := randomTensor(rng, d, 30000)
-		base = append(base, testTensor{TensorInfo{Name: "w." + string(d), DType: d, Shape: []int64{300, 100}}, b})
-		tuned = append(tuned, testTensor{TensorInfo{Name: "w." + string(d), DType: d, Shape: []int64{300, 100}}, fineTune(rng, d, b, 2e-6, 20)})
+	noBase := strings.Replace(legacyDeltaManifest, ` "base": {"name": "step-000000000000", "manifest_sha256": "5f2b0c8e6a1d4e7b9c3a2f1e0d9c8b7a6f5e4d3c2b1a09f8e7d6c5b4a3928170"},
+`, "", 1)
+	v1 := strings.Replace(strings.Replace(legacyDeltaManifest, `"version": 2`, `"version": 1`, 1),
+		`,
+ "checksum": "sha256:0000000000000000000000000000000000000000000000000000000000000000"`, "", 1)
+	for _, c := range []struct {
+		name, manifest string
+		words          []string
+	}{
+		{"base", legacyDeltaManifest, []string{`delta of checkpoint "step-000000000000"`}},
+		{"v1", v1, []string{`delta of checkpoint "step-000000000000"`}},
+		{"tensors-only", noBase, []string{"tensors stored as deltas"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if noBase == legacyDeltaManifest || v1 == legacyDeltaManifest {
+				t.Fatal("test manifest edit did not apply")
+			}
+			dir := filepath.Join(root, c.name, CheckpointName(10))
+			writeLegacyDelta(t, dir, c.manifest)
+			r, err := Open(dir, nil)
+			if err == nil {
+				r.Close()
+			}
+			wantErr(t, err, append([]string{dir, "delta checkpoints are no longer supported", "older version"}, c.words...)...)
+			if !errors.Is(err, ErrDelta) || errors.Is(err, ErrManifestChecksum) {
+				t.Errorf("error %q: want ErrDelta, not a checksum mismatch", err)
+			}
+		})
 	}
-	frozen := testTensor{TensorInfo{Name: "frozen", DType: safetensors.BF16, Shape: []int64{1000}}, randomTensor(rng, safetensors.BF16, 1000)}
-	moment := func() testTensor { // optimizer state: changes wholesale
-		return testTensor{TensorInfo{Name: "exp_avg", Group: GroupOptim, DType: safetensors.F32, Shape: []int64{5000}}, randomTensor(rng, safetensors.F32, 5000)}
+}
+
+// TestOpenLatestPassesOverDelta: a run directory whose newest checkpoint
+// is a legacy delta resumes from the newest full one and reports the delta
+// as rejected; rotation keeps the base of a kept delta (the older version
+// that wrote it can still read the pair) and drops both together.
+func TestOpenLatestPassesOverDelta(t *testing.T) {
+	run := t.TempDir()
+	m, err := NewManager(run, &ManagerOptions{Keep: 2, Writer: Options{ChunkSize: 8 << 10}})
+	must(t, err)
+	defer m.Close()
+	save := func(step int64) {
+		t.Helper()
+		_, err := m.Save(step, func(w *Writer) error {
+			return w.AddTensor(TensorInfo{Name: "w", DType: safetensors.I64, Shape: []int64{1}}, binary.LittleEndian.AppendUint64(nil, uint64(step)))
+		})
+		must(t, err)
 	}
-	base = append(base, frozen, moment())
-	tuned = append(tuned, frozen, moment(),
-		testTensor{TensorInfo{Name: "new.head", DType: safetensors.F32, Shape: []int64{10}}, randomTensor(rng, safetensors.F32, 10)})
-
-	opts := &Options{ChunkSize: 16 << 10}
-	writeCheckpoint(t, filepath.Join(root, "base"), base, opts)
-	br, err := Open(filepath.Join(root, "base"), nil)
-	must(t, err)
-	full := filepath.Join(root, "full")
-	writeCheckpoint(t, full, tuned, opts)
-	dopts := *opts
-	dopts.Base = br
-	delta := filepath.Join(root, "delta")
-	writeCheckpoint(t, delta, tuned, &dopts)
-	br.Close()
-
-	r, err := Open(delta, nil)
-	must(t, err)
-	checkAll(t, r, tuned)
-	must(t, r.Verify())
-	fr, _ := Open(full, nil)
-	for _, name := range []string{"w.BF16", "w.F32"} {
-		de, _ := r.Entry(name)
-		fe, _ := fr.Entry(name)
-		t.Logf("%s: full %d bytes, delta %d bytes (%.1fx)", name, fe.StoredSize(), de.StoredSize(), float64(fe.StoredSize())/float64(de.StoredSize()))
-		if de.StoredSize() >= fe.StoredSize() {
-			t.Errorf("%s: delta %d not smaller than full %d", name, de.StoredSize(), fe.StoredSize())
+	names := func() string {
+		list, err := m.List()
+		must(t, err)
+		var n []string
+		for _, e := range list {
+			n = append(n, e.Name)
 		}
+		return strings.Join(n, ",")
 	}
-	if e, _ := r.Entry("frozen"); e.Delta != DeltaSame || len(e.Chunks) != 0 {
-		t.Errorf("unchanged tensor stored: %+v", e)
-	}
-	if e, _ := r.Entry("exp_avg"); e.StoredSize() > 11*e.Size/10 {
-		t.Errorf("wholesale change stored as a costly delta: %d of %d", e.StoredSize(), e.Size)
-	}
-	fr.Close()
-	r.Close()
+	save(0)
+	delta := filepath.Join(run, CheckpointName(10))
+	writeLegacyDelta(t, delta, legacyDeltaManifest)
 
-	// A base that is not the one the delta was made against is refused.
-	must(t, os.Rename(filepath.Join(root, "base"), filepath.Join(root, "base.old")))
-	writeCheckpoint(t, filepath.Join(root, "base"), tuned, opts)
-	_, err = Open(delta, nil)
-	wantErr(t, err, "base", "not the checkpoint this delta was made against")
-	// And the explicit BaseDir option finds it elsewhere.
-	r, err = Open(delta, &OpenOptions{BaseDir: filepath.Join(root, "base.old")})
+	r, skipped, err := m.OpenLatest(true)
 	must(t, err)
-	checkAll(t, r, tuned)
+	if r.Manifest().Step != 0 || len(skipped) != 1 {
+		t.Fatalf("resumed step %d, skipped %v", r.Manifest().Step, skipped)
+	}
 	r.Close()
+	var rej *RejectedError
+	if !errors.As(skipped[0], &rej) || rej.Name != CheckpointName(10) || !errors.Is(rej, ErrDelta) {
+		t.Fatalf("skipped %v, want %s rejected as a delta", skipped[0], CheckpointName(10))
+	}
+	wantErr(t, skipped[0], delta, "delta checkpoints are no longer supported")
+
+	save(20) // keeps 10 and 20, and 0, the base of 10
+	if got, want := names(), CheckpointName(0)+","+CheckpointName(10)+","+CheckpointName(20); got != want {
+		t.Fatalf("after rotation %s, want %s", got, want)
+	}
+	save(30) // 10 rotated out, and its base with it
+	if got, want := names(), CheckpointName(20)+","+CheckpointName(30); got != want {
+		t.Fatalf("after rotation %s, want %s", got, want)
+	}
 }
 
 // Manager -------------------------------------------------------------------
@@ -548,9 +575,11 @@ func TestManagerRotationAndResume(t *testing.T) {
 		must(t, err)
 	}
 	save(0, model)
-	must(t, m.SetDeltaBase(CheckpointName(0)))
 	for step := int64(1); step <= 5; step++ {
-		model = fineTune(rng, safetensors.BF16, model, 2e-6, 5)
+		model = bytes.Clone(model)
+		for k := 0; k < 100; k++ {
+			model[rng.IntN(len(model))] ^= byte(1 << rng.IntN(8))
+		}
 		save(step*10, model)
 	}
 	list, err := m.List()
@@ -559,9 +588,9 @@ func TestManagerRotationAndResume(t *testing.T) {
 	for _, e := range list {
 		names = append(names, e.Name)
 	}
-	want := []string{CheckpointName(0), CheckpointName(40), CheckpointName(50)}
+	want := []string{CheckpointName(40), CheckpointName(50)}
 	if strings.Join(names, ",") != strings.Join(want, ",") {
-		t.Fatalf("after rotation %v, want %v (base kept)", names, want)
+		t.Fatalf("after rotation %v, want %v", names, want)
 	}
 	if l, _ := m.Latest(); l != CheckpointName(50) {
 		t.Errorf("latest %q", l)
@@ -791,49 +820,4 @@ func FuzzParseManifest(f *testing.F) {
 			}
 		}
 	})
-}
-
-func TestZigzagDiffExact(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 3))
-	for _, es := range []int{1, 2, 4, 8} {
-		a, b := make([]byte, 800), make([]byte, 800)
-		for i := range a {
-			a[i], b[i] = byte(rng.IntN(256)), byte(rng.IntN(256))
-		}
-		z := make([]byte, len(a))
-		diffZigzag(z, a, b, es)
-		got := bytes.Clone(b)
-		addZigzag(got, z, es)
-		if !bytes.Equal(got, a) {
-			t.Fatalf("element size %d: base + diff != new", es)
-		}
-	}
-}
-
-// TestDeltaEveryDType: deltas are bit-exact for every dtype, whatever the
-// bits (NaNs, sign changes, wrap-around), with and without changes.
-func TestDeltaEveryDType(t *testing.T) {
-	root := t.TempDir()
-	base := testModel(21, 3000)
-	rng := rand.New(rand.NewPCG(22, 22))
-	tuned := make([]testTensor, len(base))
-	for i, tt := range base {
-		d := bytes.Clone(tt.data)
-		if i%3 != 0 {
-			for k := 0; k < len(d)/10; k++ {
-				d[rng.IntN(len(d))] ^= byte(1 << rng.IntN(8))
-			}
-		}
-		tuned[i] = testTensor{tt.info, d}
-	}
-	writeCheckpoint(t, filepath.Join(root, "base"), base, &Options{ChunkSize: 8 << 10})
-	br, err := Open(filepath.Join(root, "base"), nil)
-	must(t, err)
-	writeCheckpoint(t, filepath.Join(root, "delta"), tuned, &Options{ChunkSize: 8 << 10, Base: br})
-	br.Close()
-	r, err := Open(filepath.Join(root, "delta"), nil)
-	must(t, err)
-	defer r.Close()
-	checkAll(t, r, tuned)
-	must(t, r.Verify())
 }

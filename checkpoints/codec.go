@@ -14,8 +14,8 @@ import (
 // tensor is cut into chunks of Manifest.ChunkSize raw bytes (the last one
 // shorter). A stored chunk is self-describing:
 //
-//	byte 0     flags (flagDelta: the decoded bytes are per-element differences
-//	           from the base tensor, see diffZigzag)
+//	byte 0     flags, always 0 (bit 0 marked a delta chunk, written by older
+//	           versions; delta checkpoints are no longer supported)
 //	byte 1     number of byte planes P (1 for plain zstd)
 //	P times    plane mode byte, uvarint stored length
 //	P payloads
@@ -25,11 +25,9 @@ import (
 // mantissa bytes, which are close to random and are stored raw rather than
 // run through zstd for nothing.
 const (
-	flagDelta = 1 << 0
-
 	modeRaw  = 0
 	modeZstd = 1
-	modeZero = 2 // every byte of the plane is zero (unchanged in a delta)
+	modeZero = 2 // every byte of the plane is zero
 
 	maxPlanes = 8
 )
@@ -46,25 +44,19 @@ type encoder struct {
 	z      *zstd.Encoder
 	huff   huff0.Scratch
 	planes []byte
-	xbuf   []byte
 	hist   [256]int
 }
 
-// encodeChunk appends the stored form of raw to dst: raw itself, or, with
-// a base of the same length, its per-element difference from base (esize
-// is the element size).
-func (e *encoder) encodeChunk(dst, raw, base []byte, nplanes, esize int) []byte {
+// encodeChunk appends the stored form of raw, split into nplanes byte
+// planes, to dst.
+func (e *encoder) encodeChunk(dst, raw []byte, nplanes int) []byte {
 	n := len(raw) / nplanes
 	if cap(e.planes) < len(raw) {
 		e.planes = make([]byte, len(raw))
 	}
 	planes := e.planes[:len(raw)]
-	splitPlanes(planes, raw, base, nplanes, esize, &e.xbuf)
-	var flags byte
-	if base != nil {
-		flags |= flagDelta
-	}
-	dst = append(dst, flags, byte(nplanes))
+	splitPlanes(planes, raw, nplanes)
+	dst = append(dst, 0, byte(nplanes))
 	// Reserve the plane table at its largest; it is compacted below.
 	tableAt := len(dst)
 	dst = append(dst, make([]byte, nplanes*(1+binary.MaxVarintLen64))...)
@@ -88,7 +80,7 @@ func (e *encoder) encodeChunk(dst, raw, base []byte, nplanes, esize int) []byte 
 				continue
 			}
 			if h < matchEntropy {
-				// Mostly one byte value (delta planes, sparse data): runs
+				// Mostly one byte value (sparse data): runs
 				// and repeats matter, use zstd's match finder.
 				dst = e.z.EncodeAll(p, dst)
 			} else {
@@ -156,19 +148,18 @@ var errCorrupt = errors.New("corrupt chunk")
 
 // scratch holds per-worker decode buffers.
 type scratch struct {
-	stored, planes, tmp []byte
+	stored, planes []byte
 }
 
-// decodeChunk decodes a stored chunk into dst (its raw size). If the chunk
-// is a delta, dst must already hold the base tensor's bytes, to which the
-// decoded differences are added. sc is reused between calls.
-func decodeChunk(dec *zstd.Decoder, dst, stored []byte, wantPlanes, esize int, sc *scratch) (delta bool, err error) {
+// decodeChunk decodes a stored chunk into dst (its raw size). sc is reused
+// between calls.
+func decodeChunk(dec *zstd.Decoder, dst, stored []byte, wantPlanes int, sc *scratch) error {
 	if len(stored) < 2 {
-		return false, fmt.Errorf("%w: %d bytes", errCorrupt, len(stored))
+		return fmt.Errorf("%w: %d bytes", errCorrupt, len(stored))
 	}
 	flags, nplanes := stored[0], int(stored[1])
-	if flags&^flagDelta != 0 || nplanes != wantPlanes || len(dst)%nplanes != 0 {
-		return false, fmt.Errorf("%w: flags %#x, %d planes (want %d)", errCorrupt, flags, nplanes, wantPlanes)
+	if flags != 0 || nplanes != wantPlanes || len(dst)%nplanes != 0 {
+		return fmt.Errorf("%w: flags %#x, %d planes (want %d)", errCorrupt, flags, nplanes, wantPlanes)
 	}
 	n := len(dst) / nplanes
 	var modes [maxPlanes]byte
@@ -177,20 +168,20 @@ func decodeChunk(dec *zstd.Decoder, dst, stored []byte, wantPlanes, esize int, s
 	total := 0
 	for k := 0; k < nplanes; k++ {
 		if pos >= len(stored) {
-			return false, fmt.Errorf("%w: truncated plane table", errCorrupt)
+			return fmt.Errorf("%w: truncated plane table", errCorrupt)
 		}
 		modes[k] = stored[pos]
 		pos++
 		l, w := binary.Uvarint(stored[pos:])
 		if w <= 0 || l > uint64(len(stored)) {
-			return false, fmt.Errorf("%w: bad plane length", errCorrupt)
+			return fmt.Errorf("%w: bad plane length", errCorrupt)
 		}
 		pos += w
 		lens[k] = int(l)
 		total += int(l)
 	}
 	if pos+total != len(stored) {
-		return false, fmt.Errorf("%w: plane lengths sum to %d, payload is %d bytes", errCorrupt, total, len(stored)-pos)
+		return fmt.Errorf("%w: plane lengths sum to %d, payload is %d bytes", errCorrupt, total, len(stored)-pos)
 	}
 	if cap(sc.planes) < len(dst) {
 		sc.planes = make([]byte, len(dst))
@@ -203,42 +194,32 @@ func decodeChunk(dec *zstd.Decoder, dst, stored []byte, wantPlanes, esize int, s
 		switch modes[k] {
 		case modeZero:
 			if len(src) != 0 {
-				return false, fmt.Errorf("%w: zero plane with payload", errCorrupt)
+				return fmt.Errorf("%w: zero plane with payload", errCorrupt)
 			}
 			clear(p)
 		case modeRaw:
 			if len(src) != n {
-				return false, fmt.Errorf("%w: raw plane of %d bytes, want %d", errCorrupt, len(src), n)
+				return fmt.Errorf("%w: raw plane of %d bytes, want %d", errCorrupt, len(src), n)
 			}
 			copy(p, src)
 		case modeZstd:
 			out, err := dec.DecodeAll(src, p[:0:n])
 			if err != nil {
-				return false, fmt.Errorf("%w: zstd: %v", errCorrupt, err)
+				return fmt.Errorf("%w: zstd: %v", errCorrupt, err)
 			}
 			if len(out) != n || (n > 0 && &out[0] != &p[0]) {
-				return false, fmt.Errorf("%w: plane decodes to %d bytes, want %d", errCorrupt, len(out), n)
+				return fmt.Errorf("%w: plane decodes to %d bytes, want %d", errCorrupt, len(out), n)
 			}
 		default:
-			return false, fmt.Errorf("%w: unknown plane mode %d", errCorrupt, modes[k])
+			return fmt.Errorf("%w: unknown plane mode %d", errCorrupt, modes[k])
 		}
 	}
-	delta = flags&flagDelta != 0
-	mergePlanes(dst, planes, nplanes, delta, esize, &sc.tmp)
-	return delta, nil
+	mergePlanes(dst, planes, nplanes)
+	return nil
 }
 
-// splitPlanes writes plane k of raw, or of diffZigzag(raw, base) when base
-// is not nil, to planes[k*n:(k+1)*n]. xbuf is scratch for the difference.
-func splitPlanes(planes, raw, base []byte, nplanes, esize int, xbuf *[]byte) {
-	if base != nil {
-		if cap(*xbuf) < len(raw) {
-			*xbuf = make([]byte, len(raw))
-		}
-		x := (*xbuf)[:len(raw)]
-		diffZigzag(x, raw, base, esize)
-		raw = x
-	}
+// splitPlanes writes plane k of raw to planes[k*n:(k+1)*n].
+func splitPlanes(planes, raw []byte, nplanes int) {
 	n := len(raw) / nplanes
 	switch nplanes {
 	case 1:
@@ -277,80 +258,8 @@ func splitPlanes(planes, raw, base []byte, nplanes, esize int, xbuf *[]byte) {
 	}
 }
 
-// diffZigzag sets each element of dst to the zigzag-coded difference
-// a - b of the little-endian unsigned integers of width esize (wrapping).
-// After a low-learning-rate step most elements of a float tensor move by
-// a few units in the last place or not at all, and their bit patterns,
-// read as integers, are monotone in magnitude: the differences are small
-// numbers whose high bytes are zero, far more compressible than a XOR
-// (where a carry flips a run of bits). Exact for any bits: addZigzag
-// undoes it modulo 2^(8*esize).
-func diffZigzag(dst, a, b []byte, esize int) {
-	switch esize {
-	case 1:
-		for i := range dst {
-			d := int8(a[i] - b[i])
-			dst[i] = byte(d<<1) ^ byte(d>>7)
-		}
-	case 2:
-		for i := 0; i+2 <= len(dst); i += 2 {
-			d := int16(binary.LittleEndian.Uint16(a[i:]) - binary.LittleEndian.Uint16(b[i:]))
-			binary.LittleEndian.PutUint16(dst[i:], uint16(d<<1)^uint16(d>>15))
-		}
-	case 4:
-		for i := 0; i+4 <= len(dst); i += 4 {
-			d := int32(binary.LittleEndian.Uint32(a[i:]) - binary.LittleEndian.Uint32(b[i:]))
-			binary.LittleEndian.PutUint32(dst[i:], uint32(d<<1)^uint32(d>>31))
-		}
-	case 8:
-		for i := 0; i+8 <= len(dst); i += 8 {
-			d := int64(binary.LittleEndian.Uint64(a[i:]) - binary.LittleEndian.Uint64(b[i:]))
-			binary.LittleEndian.PutUint64(dst[i:], uint64(d<<1)^uint64(d>>63))
-		}
-	default:
-		panic("checkpoints: element size not 1, 2, 4 or 8")
-	}
-}
-
-// addZigzag adds the zigzag-coded differences z to the elements of dst.
-func addZigzag(dst, z []byte, esize int) {
-	switch esize {
-	case 1:
-		for i := range dst {
-			dst[i] += (z[i] >> 1) ^ -(z[i] & 1)
-		}
-	case 2:
-		for i := 0; i+2 <= len(dst); i += 2 {
-			v := binary.LittleEndian.Uint16(z[i:])
-			binary.LittleEndian.PutUint16(dst[i:], binary.LittleEndian.Uint16(dst[i:])+((v>>1)^-(v&1)))
-		}
-	case 4:
-		for i := 0; i+4 <= len(dst); i += 4 {
-			v := binary.LittleEndian.Uint32(z[i:])
-			binary.LittleEndian.PutUint32(dst[i:], binary.LittleEndian.Uint32(dst[i:])+((v>>1)^-(v&1)))
-		}
-	case 8:
-		for i := 0; i+8 <= len(dst); i += 8 {
-			v := binary.LittleEndian.Uint64(z[i:])
-			binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(dst[i:])+((v>>1)^-(v&1)))
-		}
-	default:
-		panic("checkpoints: element size not 1, 2, 4 or 8")
-	}
-}
-
-// mergePlanes interleaves planes back into dst, or, for a delta chunk,
-// interleaves them into tmp and adds those differences to dst (the base).
-func mergePlanes(dst, planes []byte, nplanes int, delta bool, esize int, tmp *[]byte) {
-	if delta {
-		if cap(*tmp) < len(dst) {
-			*tmp = make([]byte, len(dst))
-		}
-		t := (*tmp)[:len(dst)]
-		mergePlanes(t, planes, nplanes, false, esize, nil)
-		addZigzag(dst, t, esize)
-		return
-	}
+// mergePlanes interleaves planes back into dst.
+func mergePlanes(dst, planes []byte, nplanes int) {
 	n := len(dst) / nplanes
 	switch nplanes {
 	case 1:

@@ -23,7 +23,7 @@ const crashEnv = "ARES_CKPT_CRASH_RUN"
 
 // crashState is the training state of a step, derived from the step alone
 // so the parent can check what it loads. "w" is a fine-tuned copy of the
-// step-0 weights (stored as a delta), "m" changes wholesale.
+// step-0 weights, "m" changes wholesale.
 func crashState(step int64) []testTensor {
 	rng := rand.New(rand.NewPCG(1, 0))
 	w := randomTensor(rng, safetensors.BF16, 40000)
@@ -68,7 +68,6 @@ func TestCrashHelperProcess(t *testing.T) {
 		t.Skip("helper process for TestSIGKILLDuringSave")
 	}
 	m := crashManager(t, run)
-	must(t, m.SetDeltaBase(CheckpointName(0)))
 	r, _, err := m.OpenLatest(false)
 	must(t, err)
 	step := r.Manifest().Step + 1

@@ -29,9 +29,6 @@ func WriteInspect(w io.Writer, r *Reader) error {
 	if len(m.DataPosition) > 0 {
 		fmt.Fprintf(w, "data pos    %s\n", m.DataPosition)
 	}
-	if m.Base != nil {
-		fmt.Fprintf(w, "delta of    %s (manifest sha256 %.16s…)\n", m.Base.Name, m.Base.ManifestSHA256)
-	}
 	fmt.Fprintf(w, "shards      %d, %s, chunk size %s\n", len(m.Shards), human(shardBytes), human(m.ChunkSize))
 	fmt.Fprintf(w, "tensors     %d, raw %s, stored %s, ratio %s\n", len(m.Tensors), human(raw), human(stored), ratio(raw, stored))
 	if len(m.Metadata) > 0 {
@@ -56,11 +53,11 @@ func WriteInspect(w io.Writer, r *Reader) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENSOR\tGROUP\tDTYPE\tSHAPE\tSIZE\tSTORED\tRATIO\tDELTA")
+	fmt.Fprintln(tw, "TENSOR\tGROUP\tDTYPE\tSHAPE\tSIZE\tSTORED\tRATIO")
 	for i := range m.Tensors {
 		t := &m.Tensors[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%s\n", t.Name, t.Group, t.DType, t.Shape,
-			human(t.Size), human(t.StoredSize()), ratio(t.Size, t.StoredSize()), t.Delta)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", t.Name, t.Group, t.DType, t.Shape,
+			human(t.Size), human(t.StoredSize()), ratio(t.Size, t.StoredSize()))
 	}
 	return tw.Flush()
 }

@@ -17,9 +17,9 @@ import (
 // ManagerOptions configure a Manager. The zero value is usable.
 type ManagerOptions struct {
 	// Keep is how many of the newest checkpoints survive rotation
-	// (default 3; negative keeps all). A delta base is always kept.
+	// (default 3; negative keeps all).
 	Keep   int
-	Writer Options // Writer.Base is ignored: use SetDeltaBase
+	Writer Options
 	Open   OpenOptions
 }
 
@@ -27,10 +27,8 @@ type ManagerOptions struct {
 // `latest` pointer file, and rotation. One process writes a run directory
 // at a time.
 type Manager struct {
-	dir      string
-	opts     ManagerOptions
-	base     *Reader
-	baseName string
+	dir  string
+	opts ManagerOptions
 }
 
 // LatestName is the pointer file naming the most recent checkpoint.
@@ -54,7 +52,6 @@ func NewManager(dir string, opts *ManagerOptions) (*Manager, error) {
 	if m.opts.Keep == 0 {
 		m.opts.Keep = 3
 	}
-	m.opts.Writer.Base = nil
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory %s: %w", dir, err)
 	}
@@ -76,32 +73,6 @@ func NewManager(dir string, opts *ManagerOptions) (*Manager, error) {
 // Dir is the run directory.
 func (m *Manager) Dir() string { return m.dir }
 
-// SetDeltaBase makes later saves delta checkpoints relative to the named
-// checkpoint of this run directory (typically the model before repair);
-// rotation never removes it. An empty name makes saves full again.
-func (m *Manager) SetDeltaBase(name string) error {
-	if m.base != nil {
-		m.base.Close()
-		m.base, m.baseName = nil, ""
-	}
-	if name == "" {
-		return nil
-	}
-	if !validStepName(name) {
-		return fmt.Errorf("run directory %s: delta base %q is not a checkpoint name", m.dir, name)
-	}
-	r, err := Open(filepath.Join(m.dir, name), &m.opts.Open)
-	if err != nil {
-		return err
-	}
-	if r.m.Base != nil {
-		r.Close()
-		return fmt.Errorf("run directory %s: delta base %s is itself a delta", m.dir, name)
-	}
-	m.base, m.baseName = r, name
-	return nil
-}
-
 // Save writes the checkpoint of step: fill adds tensors, blobs and state
 // to the Writer (SetStep is done already). The checkpoint is committed
 // atomically, then the latest pointer is updated, then old checkpoints are
@@ -109,9 +80,6 @@ func (m *Manager) SetDeltaBase(name string) error {
 func (m *Manager) Save(step int64, fill func(w *Writer) error) (string, error) {
 	name := CheckpointName(step)
 	final := filepath.Join(m.dir, name)
-	if name == m.baseName {
-		return "", fmt.Errorf("run directory %s: cannot overwrite %s, the delta base", m.dir, name)
-	}
 	if _, err := os.Lstat(final); err == nil {
 		// Re-saving a step (after a resume): move the old one aside first.
 		if err := m.trash(name); err != nil {
@@ -119,7 +87,6 @@ func (m *Manager) Save(step int64, fill func(w *Writer) error) (string, error) {
 		}
 	}
 	o := m.opts.Writer
-	o.Base = m.base
 	w, err := Create(final, &o)
 	if err != nil {
 		return "", err
@@ -273,13 +240,14 @@ func (m *Manager) rotate() error {
 	if err != nil {
 		return err
 	}
-	keep := map[string]bool{m.baseName: true}
+	keep := map[string]bool{}
 	for i := max(0, len(list)-m.opts.Keep); i < len(list); i++ {
 		keep[list[i].Name] = true
-		// A kept delta needs its base.
+		// A kept delta checkpoint (written by an older version, which
+		// can still read it) keeps its base, so the pair stays readable.
 		if raw, err := os.ReadFile(filepath.Join(list[i].Dir, ManifestName)); err == nil {
-			if man, err := ParseManifest(raw); err == nil && man.Base != nil {
-				keep[man.Base.Name] = true
+			if base, _ := deltaBase(raw); base != "" {
+				keep[base] = true
 			}
 		}
 	}
@@ -307,15 +275,9 @@ func (m *Manager) trash(name string) error {
 	return os.RemoveAll(t)
 }
 
-// Close releases the delta base.
-func (m *Manager) Close() error {
-	if m.base != nil {
-		err := m.base.Close()
-		m.base = nil
-		return err
-	}
-	return nil
-}
+// Close releases the Manager. It holds nothing open between calls, so
+// this is a no-op, kept for callers that defer it.
+func (m *Manager) Close() error { return nil }
 
 func randSuffix() string {
 	var b [6]byte

@@ -36,13 +36,6 @@ const (
 	CodecZstd       = "zstd"        // everything else: one plane
 )
 
-// Delta kinds of a tensor in a checkpoint that has a base.
-const (
-	DeltaNone = ""     // stored in full
-	DeltaDiff = "diff" // chunks may hold per-element differences from the base tensor
-	DeltaSame = "same" // identical to the base tensor, nothing stored
-)
-
 // Limits on values read from a manifest, so that a corrupt one cannot make
 // a reader allocate absurd buffers.
 const (
@@ -66,7 +59,6 @@ type Manifest struct {
 	Extra        json.RawMessage   `json:"extra,omitempty"` // free-form JSON
 
 	ChunkSize int64    `json:"chunk_size"` // raw bytes per chunk
-	Base      *BaseRef `json:"base,omitempty"`
 	Shards    []Shard  `json:"shards"`
 	Tensors   []Tensor `json:"tensors"`
 	Blobs     []Blob   `json:"blobs,omitempty"`
@@ -76,14 +68,6 @@ type Manifest struct {
 	// flipped step, data position or chunk offset) is refused rather than
 	// resumed from. Required from format version 2; absent in version 1.
 	Checksum string `json:"checksum,omitempty"`
-}
-
-// BaseRef names the checkpoint a delta checkpoint is relative to: a
-// sibling directory (same parent) unless the reader is told otherwise, and
-// the SHA-256 of its manifest, so a different base is detected.
-type BaseRef struct {
-	Name           string `json:"name"`
-	ManifestSHA256 string `json:"manifest_sha256"`
 }
 
 // Shard is one data file of the checkpoint.
@@ -111,10 +95,7 @@ type Tensor struct {
 	Size   int64             `json:"size"`
 	Codec  string            `json:"codec"`
 	CRC32C uint32            `json:"crc32c"`
-	Delta  string            `json:"delta,omitempty"`
-	// BaseCRC32C is the checksum of the base tensor a delta applies to.
-	BaseCRC32C uint32  `json:"base_crc32c,omitempty"`
-	Chunks     []Chunk `json:"chunks"`
+	Chunks []Chunk           `json:"chunks"`
 }
 
 // Blob is a named byte string: config, tokenizer, RNG states.
@@ -140,10 +121,20 @@ func storedSize(cs []Chunk) int64 {
 // It checks everything that can be checked without the shard files: a
 // manifest that passes cannot make a reader index out of range or leave
 // the directory, and (from format version 2) is the one the writer wrote.
+// The manifest of a delta checkpoint (written by an older version) is
+// refused with an error wrapping ErrDelta.
 func ParseManifest(b []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("manifest is not valid JSON: %w", err)
+	}
+	// Before the checksum: the fields of a delta are not in Manifest, so
+	// its checksum would fail, which is not the cause.
+	if base, ok := deltaBase(b); ok {
+		if base != "" {
+			return nil, fmt.Errorf("%w: this is a delta of checkpoint %q (%s)", ErrDelta, base, deltaHint)
+		}
+		return nil, fmt.Errorf("%w: this one has tensors stored as deltas (%s)", ErrDelta, deltaHint)
 	}
 	// The checksum first: when it fails, that is the cause of whatever
 	// else looks wrong.
@@ -155,6 +146,45 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	}
 	return &m, nil
 }
+
+// ErrDelta is wrapped by the error of a delta checkpoint's manifest.
+// Older versions could store a checkpoint as per-element differences from
+// a base checkpoint (the manifest's "base" and its tensors' "delta"
+// fields); this build reads only full checkpoints.
+var ErrDelta = errors.New("delta checkpoints are no longer supported")
+
+const deltaHint = "written by an older version of ARES, which can still read it, e.g. to export the weights with ares ckpt export"
+
+// deltaBase reports whether the manifest JSON b is that of a delta
+// checkpoint: it names a base, or has a tensor stored as a delta. base is
+// the name of the base checkpoint, "" if none is named.
+func deltaBase(b []byte) (base string, delta bool) {
+	var probe struct {
+		Base    json.RawMessage `json:"base"`
+		Tensors []struct {
+			Delta json.RawMessage `json:"delta"`
+		} `json:"tensors"`
+	}
+	if json.Unmarshal(b, &probe) != nil {
+		return "", false // not a shape any version wrote; Validate says why
+	}
+	if present(probe.Base) {
+		var ref struct {
+			Name string `json:"name"`
+		}
+		json.Unmarshal(probe.Base, &ref)
+		return ref.Name, true
+	}
+	for _, t := range probe.Tensors {
+		if present(t.Delta) && string(t.Delta) != `""` {
+			return "", true
+		}
+	}
+	return "", false
+}
+
+// present reports whether a JSON field was given a value other than null.
+func present(v json.RawMessage) bool { return len(v) > 0 && string(v) != "null" }
 
 // CanonicalEncoding is the byte string the manifest checksum covers: the
 // compact JSON encoding (encoding/json's Marshal: fields in declaration
@@ -234,9 +264,6 @@ func (m *Manifest) Validate() error {
 	if len(m.DataPosition) > 0 && !json.Valid(m.DataPosition) {
 		return errors.New("manifest: data_position is not JSON")
 	}
-	if m.Base != nil && !safetensors.ValidFileName(m.Base.Name) {
-		return fmt.Errorf("manifest: base %q is not a plain directory name", m.Base.Name)
-	}
 	files := map[string]bool{ManifestName: true}
 	for i, s := range m.Shards {
 		if !safetensors.ValidFileName(s.File) {
@@ -270,20 +297,7 @@ func (m *Manifest) Validate() error {
 		if t.Codec != codecFor(t.DType) {
 			return fmt.Errorf("manifest: tensor %q: codec %q for dtype %s (want %q)", t.Name, t.Codec, t.DType, codecFor(t.DType))
 		}
-		switch t.Delta {
-		case DeltaNone:
-		case DeltaDiff, DeltaSame:
-			if m.Base == nil {
-				return fmt.Errorf("manifest: tensor %q is a delta but the checkpoint has no base", t.Name)
-			}
-		default:
-			return fmt.Errorf("manifest: tensor %q: unknown delta kind %q", t.Name, t.Delta)
-		}
-		want := numChunks(t.Size, m.ChunkSize)
-		if t.Delta == DeltaSame {
-			want = 0
-		}
-		if err := m.checkChunks(t.Chunks, want); err != nil {
+		if err := m.checkChunks(t.Chunks, numChunks(t.Size, m.ChunkSize)); err != nil {
 			return fmt.Errorf("manifest: tensor %q: %w", t.Name, err)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -19,9 +18,6 @@ import (
 // OpenOptions configure a Reader. The zero value is usable.
 type OpenOptions struct {
 	Workers int // decompression goroutines per ReadTensor; default GOMAXPROCS
-	// BaseDir overrides where the base of a delta checkpoint is found
-	// (default: the sibling directory named in the manifest).
-	BaseDir string
 }
 
 // Reader reads a checkpoint one tensor at a time into caller buffers. It is
@@ -33,7 +29,6 @@ type Reader struct {
 	index       map[string]*Tensor
 	blobs       map[string]*Blob
 	files       []*os.File
-	base        *Reader
 	workers     int
 	dec         *zstd.Decoder
 	scratch     sync.Pool
@@ -42,10 +37,10 @@ type Reader struct {
 // maxManifestSize bounds the manifest read (a huge model has a few MB).
 const maxManifestSize = 256 << 20
 
-// Open opens a checkpoint directory. It validates the manifest, checks that
-// every shard exists with the recorded size, and, for a delta checkpoint,
-// opens the base and checks it is the one the delta was made against. Data
-// checksums are verified as tensors are read (or all at once by Verify).
+// Open opens a checkpoint directory. It validates the manifest and checks
+// that every shard exists with the recorded size. Data checksums are
+// verified as tensors are read (or all at once by Verify). A delta
+// checkpoint (written by an older version) is refused with ErrDelta.
 func Open(dir string, opts *OpenOptions) (_ *Reader, err error) {
 	var o OpenOptions
 	if opts != nil {
@@ -111,32 +106,6 @@ func Open(dir string, opts *OpenOptions) (_ *Reader, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	if m.Base != nil {
-		bdir := o.BaseDir
-		if bdir == "" {
-			bdir = filepath.Join(filepath.Dir(filepath.Clean(dir)), m.Base.Name)
-		}
-		r.base, err = Open(bdir, &OpenOptions{Workers: o.Workers})
-		if err != nil {
-			return nil, fmt.Errorf("checkpoint %s: base: %w", dir, err)
-		}
-		if r.base.m.Base != nil {
-			return nil, fmt.Errorf("checkpoint %s: base %s is itself a delta", dir, bdir)
-		}
-		if r.base.manifestSHA != m.Base.ManifestSHA256 {
-			return nil, fmt.Errorf("checkpoint %s: base %s is not the checkpoint this delta was made against (manifest SHA-256 %s, want %s)", dir, bdir, r.base.manifestSHA, m.Base.ManifestSHA256)
-		}
-		for i := range m.Tensors {
-			t := &m.Tensors[i]
-			if t.Delta == DeltaNone {
-				continue
-			}
-			bt := r.base.index[t.Name]
-			if bt == nil || bt.DType != t.DType || !slices.Equal(bt.Shape, t.Shape) || bt.CRC32C != t.BaseCRC32C {
-				return nil, fmt.Errorf("checkpoint %s: tensor %q: base %s has no matching tensor", dir, t.Name, bdir)
-			}
-		}
-	}
 	return r, nil
 }
 
@@ -145,9 +114,6 @@ func (r *Reader) Dir() string { return r.dir }
 
 // Manifest returns the parsed manifest. It must not be modified.
 func (r *Reader) Manifest() *Manifest { return r.m }
-
-// Base is the open base of a delta checkpoint, or nil.
-func (r *Reader) Base() *Reader { return r.base }
 
 // Tensors lists the tensors in the order they were saved.
 func (r *Reader) Tensors() []TensorInfo {
@@ -185,12 +151,7 @@ func (r *Reader) ReadTensor(name string, dst []byte) error {
 		return fmt.Errorf("checkpoint %s: tensor %q is %d bytes (%s%v), buffer has %d", r.dir, name, t.Size, t.DType, t.Shape, len(dst))
 	}
 	what := fmt.Sprintf("tensor %q", name)
-	if t.Delta != DeltaNone {
-		if err := r.base.ReadTensor(name, dst); err != nil {
-			return fmt.Errorf("checkpoint %s: %s: base: %w", r.dir, what, err)
-		}
-	}
-	if err := r.readChunks(what, t.Chunks, dst, planesFor(t.DType), t.DType.Size(), t.Delta == DeltaDiff); err != nil {
+	if err := r.readChunks(what, t.Chunks, dst, planesFor(t.DType)); err != nil {
 		return err
 	}
 	if crc(dst) != t.CRC32C {
@@ -217,7 +178,7 @@ func (r *Reader) Blob(name string) ([]byte, error) {
 	}
 	dst := make([]byte, b.Size)
 	what := fmt.Sprintf("blob %q", name)
-	if err := r.readChunks(what, b.Chunks, dst, 1, 1, false); err != nil {
+	if err := r.readChunks(what, b.Chunks, dst, 1); err != nil {
 		return nil, err
 	}
 	if crc(dst) != b.CRC32C {
@@ -241,7 +202,7 @@ func (r *Reader) shardNames(cs []Chunk) string {
 }
 
 // readChunks decodes chunks into dst in parallel.
-func (r *Reader) readChunks(what string, cs []Chunk, dst []byte, nplanes, esize int, deltaOK bool) error {
+func (r *Reader) readChunks(what string, cs []Chunk, dst []byte, nplanes int) error {
 	cs64 := r.m.ChunkSize
 	one := func(i int, sc *scratch) error {
 		c := cs[i]
@@ -258,11 +219,7 @@ func (r *Reader) readChunks(what string, cs []Chunk, dst []byte, nplanes, esize 
 		if crc(st) != c.CRC32C {
 			return fmt.Errorf("checkpoint %s: %s chunk %d: shard %s at offset %d: checksum mismatch (corrupt data)", r.dir, what, i, shard, c.Offset)
 		}
-		delta, err := decodeChunk(r.dec, dst[lo:hi], st, nplanes, esize, sc)
-		if err == nil && delta && !deltaOK {
-			err = errors.New("delta chunk in a tensor without a base")
-		}
-		if err != nil {
+		if err := decodeChunk(r.dec, dst[lo:hi], st, nplanes, sc); err != nil {
 			return fmt.Errorf("checkpoint %s: %s chunk %d: shard %s at offset %d: %w", r.dir, what, i, shard, c.Offset, err)
 		}
 		return nil
@@ -307,17 +264,13 @@ func (r *Reader) readChunks(what string, cs []Chunk, dst []byte, nplanes, esize 
 	return first
 }
 
-// Close releases files and the base.
+// Close releases the shard files.
 func (r *Reader) Close() error {
 	var errs []error
 	for _, f := range r.files {
 		errs = append(errs, f.Close())
 	}
 	r.files = nil
-	if r.base != nil {
-		errs = append(errs, r.base.Close())
-		r.base = nil
-	}
 	if r.dec != nil {
 		r.dec.Close()
 		r.dec = nil

@@ -26,7 +26,7 @@ func (e *VerifyError) Error() string {
 }
 
 // Verify decodes every tensor and blob and checks every checksum (the
-// manifest's, stored chunks and decoded bytes, and the base of a delta).
+// manifest's, stored chunks and decoded bytes).
 // It reports all problems, not just the first, naming tensor, chunk and
 // shard. The manifest's own checksum was checked by Open; Verify reads the
 // file again and checks it is still the one that was opened.

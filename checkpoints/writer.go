@@ -2,7 +2,6 @@ package checkpoints
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,13 +48,6 @@ type Options struct {
 	ChunkSize int64 // raw bytes per chunk; default 4 MiB
 	// Level is the zstd level: 1 fastest (default), 2 default, 3 better, 4 best.
 	Level int
-	// Base, if set, makes this a delta checkpoint relative to that (full)
-	// checkpoint: tensors equal to the base are not stored, and chunks whose
-	// element-wise difference from the base compresses better are stored as
-	// that difference. The base must
-	// stay readable as a sibling directory of the new checkpoint (or be
-	// passed to Open in OpenOptions.BaseDir).
-	Base *Reader
 }
 
 const (
@@ -97,14 +89,12 @@ type Writer struct {
 }
 
 type job struct {
-	raw, base []byte
-	nplanes   int
-	esize     int
-	out       *Chunk
-	stored    []byte
-	crc       uint32
-	err       error
-	ready     chan struct{}
+	raw     []byte
+	nplanes int
+	out     *Chunk
+	stored  []byte
+	crc     uint32
+	ready   chan struct{}
 }
 
 var storedPool = sync.Pool{New: func() any { return new([]byte) }}
@@ -140,9 +130,6 @@ func Create(dir string, opts *Options) (*Writer, error) {
 	default:
 		return nil, fmt.Errorf("checkpoint %s: zstd level %d not in 1..4", dir, o.Level)
 	}
-	if o.Base != nil && o.Base.m.Base != nil {
-		return nil, fmt.Errorf("checkpoint %s: base %s is itself a delta checkpoint; deltas must be relative to a full one", dir, o.Base.dir)
-	}
 	if _, err := os.Lstat(dir); err == nil {
 		return nil, fmt.Errorf("checkpoint %s: already exists", dir)
 	}
@@ -162,9 +149,6 @@ func Create(dir string, opts *Options) (*Writer, error) {
 		done:  make(chan struct{}),
 	}
 	w.m = Manifest{Format: FormatName, Version: FormatVersion, ChunkSize: o.ChunkSize}
-	if o.Base != nil {
-		w.m.Base = &BaseRef{Name: filepath.Base(o.Base.dir), ManifestSHA256: o.Base.manifestSHA}
-	}
 	for i := 0; i < o.Workers; i++ {
 		w.wg.Add(1)
 		go w.worker()
@@ -244,28 +228,8 @@ func (w *Writer) AddTensor(info TensorInfo, data []byte) error {
 		t.Shape = []int64{}
 	}
 	w.tensors = append(w.tensors, t)
-
-	var base []byte
-	if b := w.opts.Base; b != nil {
-		if bt, ok := b.index[info.Name]; ok && bt.DType == info.DType && slices.Equal(bt.Shape, t.Shape) {
-			// Delta encoding needs the base tensor; one tensor-sized buffer
-			// at a time, never the whole base model.
-			base = make([]byte, n)
-			if err := b.ReadTensor(info.Name, base); err != nil {
-				w.setErr(fmt.Errorf("checkpoint %s: tensor %q: reading base: %w", w.dir, info.Name, err))
-				return w.error()
-			}
-			t.BaseCRC32C = bt.CRC32C
-			if bytes.Equal(base, data) {
-				t.Delta = DeltaSame
-				t.Chunks = []Chunk{}
-				return nil
-			}
-			t.Delta = DeltaDiff
-		}
-	}
 	t.Chunks = make([]Chunk, numChunks(n, w.m.ChunkSize))
-	return w.submit(data, base, planesFor(info.DType), info.DType.Size(), t.Chunks)
+	return w.submit(data, planesFor(info.DType), t.Chunks)
 }
 
 // AddBlob adds a named byte string (config, tokenizer, RNG state). Like
@@ -284,23 +248,20 @@ func (w *Writer) AddBlob(name string, data []byte) error {
 	b := &Blob{Name: name, Size: int64(len(data)), CRC32C: crc(data)}
 	b.Chunks = make([]Chunk, numChunks(b.Size, w.m.ChunkSize))
 	w.blobs = append(w.blobs, b)
-	return w.submit(data, nil, 1, 1, b.Chunks)
+	return w.submit(data, 1, b.Chunks)
 }
 
 // submit queues the chunks of data and waits until data is no longer
 // needed (at once for small data, which is copied).
-func (w *Writer) submit(data, base []byte, nplanes, esize int, out []Chunk) error {
+func (w *Writer) submit(data []byte, nplanes int, out []Chunk) error {
 	if len(data) <= smallTensor {
-		data = slices.Clone(data) // base is already a private buffer
+		data = slices.Clone(data)
 	}
 	cs := int(w.m.ChunkSize)
 	var wait []*job
 	for i := range out {
 		lo, hi := i*cs, min((i+1)*cs, len(data))
-		j := &job{raw: data[lo:hi], nplanes: nplanes, esize: esize, out: &out[i], ready: make(chan struct{})}
-		if base != nil {
-			j.base = base[lo:hi]
-		}
+		j := &job{raw: data[lo:hi], nplanes: nplanes, out: &out[i], ready: make(chan struct{})}
 		// order first: the shard writer then waits for jobs in submission
 		// order, and the bounded channels give backpressure.
 		w.order <- j
@@ -329,25 +290,11 @@ func (w *Writer) worker() {
 			continue
 		}
 		bp := storedPool.Get().(*[]byte)
-		out := e.encodeChunk((*bp)[:0], j.raw, j.base, j.nplanes, j.esize)
-		// For a delta, keep the difference only where it is smaller (it is not
-		// for state that changes wholesale, such as optimizer moments).
-		if j.base != nil && len(out) > len(j.raw)/2 {
-			bp2 := storedPool.Get().(*[]byte)
-			full := e.encodeChunk((*bp2)[:0], j.raw, nil, j.nplanes, j.esize)
-			if len(full) < len(out) {
-				*bp = out
-				storedPool.Put(bp)
-				out, bp = full, bp2
-			} else {
-				*bp2 = full
-				storedPool.Put(bp2)
-			}
-		}
+		out := e.encodeChunk((*bp)[:0], j.raw, j.nplanes)
 		*bp = out
 		j.stored = out
 		j.crc = crc(out)
-		j.raw, j.base = nil, nil
+		j.raw = nil
 		close(j.ready)
 	}
 }

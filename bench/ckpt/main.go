@@ -1,7 +1,6 @@
 // Command ckpt benchmarks ARES checkpoints (package checkpoints) against raw
 // bytes, plain zstd without byte planes, and PyTorch's torch.save, on the
-// same tensors, in one run; and measures delta checkpoints after a
-// simulated short fine-tune. Results go to stdout as markdown.
+// same tensors, in one run. Results go to stdout as markdown.
 //
 //	go run ./bench/ckpt -dir /dev/shm/ckptbench -python /usr/bin/python3
 //
@@ -156,46 +155,6 @@ func main() {
 	if *flagPython != "" && len(torch) == 0 {
 		fmt.Printf("\n(torch.save peer did not run: see stderr)\n")
 	}
-
-	fmt.Printf("\n## Delta checkpoints after a simulated fine-tune\n\n")
-	fmt.Printf("Base: the trained-like model. Fine-tune: fp32 master weights move by STEPS Adam-like\n" +
-		"updates of size LR, each update = LR * (a + 0.25 z), a ~ N(0, 0.3^2) fixed per parameter\n" +
-		"(persistent gradient direction), z ~ N(0,1) fresh per step; then rounded (nearest-even) to\n" +
-		"the storage dtype. \"changed\" is the share of stored elements whose bits differ from the base.\n\n")
-	fmt.Printf("| dtype | LR x steps | changed | full | delta | full/delta | delta save MB/s (%d cores) | delta load MB/s (%d cores) |\n|---|---|---:|---:|---:|---:|---:|---:|\n", ncpu, ncpu)
-	for _, ft := range []struct {
-		lr    float64
-		steps int
-	}{{1e-6, 200}, {1e-5, 200}} {
-		tuned := fineTune(masterTrained, ft.lr, ft.steps, rand.New(rand.NewPCG(9, uint64(ft.steps))))
-		for _, dt := range []safetensors.DType{safetensors.BF16, safetensors.F32} {
-			base := convert("base", masterTrained, dt)
-			tun := convert("tuned", tuned, dt)
-			bdir := filepath.Join(dir, "base")
-			fdir := filepath.Join(dir, "full")
-			ddir := filepath.Join(dir, "delta")
-			for _, d := range []string{bdir, fdir, ddir} {
-				os.RemoveAll(d)
-			}
-			oursSave(base, bdir, ncpu, nil)
-			full := oursSave(tun, fdir, ncpu, nil)
-			br, err := checkpoints.Open(bdir, nil)
-			check(err)
-			t0 := time.Now()
-			delta := oursSave(tun, ddir, ncpu, br)
-			sv := time.Since(t0).Seconds()
-			br.Close()
-			t0 = time.Now()
-			oursLoadCheck(tun, ddir, ncpu)
-			ld := time.Since(t0).Seconds()
-			mb := float64(tun.bytes()) / 1e6
-			fmt.Printf("| %s | %g x %d | %.1f%% | %.1f MB | %.1f MB | %.2fx | %.0f | %.0f |\n", dt, ft.lr, ft.steps,
-				100*changedShare(base, tun), float64(full)/1e6, float64(delta)/1e6, float64(full)/float64(delta), mb/sv, mb/ld)
-		}
-	}
-	for _, d := range []string{"base", "full", "delta"} {
-		os.RemoveAll(filepath.Join(dir, d))
-	}
 }
 
 // ---- methods ----------------------------------------------------------------
@@ -209,7 +168,7 @@ type method struct {
 var methods = []method{
 	{"raw bytes", rawSave, rawLoad},
 	{"plain zstd (4 MiB chunks)", zstdSave, zstdLoad},
-	{"ARES (byte planes + zstd)", func(ds *dataset, p string, w int) int64 { return oursSave(ds, p, w, nil) }, oursLoad},
+	{"ARES (byte planes + zstd)", oursSave, oursLoad},
 }
 
 // loadBufs are the engine's destination buffers, allocated outside timing.
@@ -349,8 +308,8 @@ func zstdLoad(ds *dataset, path string, workers int) {
 	wg.Wait()
 }
 
-func oursSave(ds *dataset, dir string, workers int, base *checkpoints.Reader) int64 {
-	w, err := checkpoints.Create(dir, &checkpoints.Options{Workers: workers, Level: *flagLevel, Base: base})
+func oursSave(ds *dataset, dir string, workers int) int64 {
+	w, err := checkpoints.Create(dir, &checkpoints.Options{Workers: workers, Level: *flagLevel})
 	check(err)
 	for _, t := range ds.tensors {
 		check(w.AddTensor(t.info, t.data))
@@ -373,15 +332,6 @@ func oursLoad(ds *dataset, dir string, workers int) {
 		check(r.ReadTensor(t.info.Name, bufs[i]))
 	}
 	r.Close()
-}
-
-func oursLoadCheck(ds *dataset, dir string, workers int) {
-	oursLoad(ds, dir, workers)
-	for i, b := range bufsFor(ds) {
-		if string(b) != string(ds.tensors[i].data) {
-			panic("delta load is not bit-exact: " + ds.tensors[i].info.Name)
-		}
-	}
 }
 
 // ---- data -------------------------------------------------------------------
@@ -508,21 +458,6 @@ func randomNormal(layers int, rng *rand.Rand) *master {
 	return m
 }
 
-func fineTune(m *master, lr float64, steps int, rng *rand.Rand) *master {
-	out := &master{names: m.names, shapes: m.shapes}
-	k := float64(steps)
-	for _, v := range m.vals {
-		nv := make([]float32, len(v))
-		for i, x := range v {
-			a := 0.3 * rng.NormFloat64()
-			drift := lr * (k*a + 0.25*math.Sqrt(k)*rng.NormFloat64())
-			nv[i] = float32(float64(x) - drift)
-		}
-		out.vals = append(out.vals, nv)
-	}
-	return out
-}
-
 func convert(name string, m *master, dt safetensors.DType) *dataset {
 	ds := &dataset{name: fmt.Sprintf("%s %s", name, dt)}
 	for i, v := range m.vals {
@@ -552,21 +487,6 @@ func loadTrained(path string) []*dataset {
 		ds.tensors = append(ds.tensors, tensor{checkpoints.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape}, append([]byte(nil), b...)})
 	}
 	return []*dataset{ds}
-}
-
-func changedShare(a, b *dataset) float64 {
-	var diff, total int
-	for i := range a.tensors {
-		x, y := a.tensors[i].data, b.tensors[i].data
-		s := a.tensors[i].info.DType.Size()
-		for j := 0; j < len(x); j += s {
-			total++
-			if string(x[j:j+s]) != string(y[j:j+s]) {
-				diff++
-			}
-		}
-	}
-	return float64(diff) / float64(total)
 }
 
 // ---- torch peer -------------------------------------------------------------
