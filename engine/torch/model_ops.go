@@ -8,7 +8,9 @@ import "C"
 // Fused model ops (kernels/shim/ares_model.cpp): a step of a transformer
 // layer in one native call instead of many. Each is the composition of the
 // same libtorch ops, in the same order, as the separate ops it replaces, so
-// results are the same and autograd differentiates it like them; what it
+// results are the same (forward to the bit; grouped attention's q gradient
+// may round differently, see ares_model.cpp) and autograd differentiates it
+// like them; what it
 // saves is the cgo round trips, the handles and the shape queries in between.
 
 // AttentionSpec is the head layout of a GQAttention call, from the config.

@@ -3,8 +3,10 @@
 // layer that the engine would otherwise make as many small calls.
 //
 // Each op is a composition of the same libtorch ops, in the same order, as
-// the Go code it replaces (engine/model), so results are the same to the bit
-// and autograd differentiates it as it would the separate ops. What it saves
+// the Go code it replaces (engine/model), so forward results are the same to
+// the bit (gradients too, except in grouped attention: see
+// grouped_attention) and autograd differentiates it as it would the separate
+// ops. What it saves
 // is the cgo round trips, the handles and the shape queries in between.
 // Handles and statuses are made through shim_internal.h, exactly as in
 // ares_torch.cpp, so ares_live_tensors counts these results too.
@@ -79,9 +81,13 @@ at::Tensor heads(const at::Tensor &x, int64_t n, int64_t d, const char *what) {
 // ares_attention. Before it, the composed attention of ares_attention runs once per
 // member r of each group of query heads (q[:, kv*rep + r] against k[:, kv]),
 // without copying every cached key and value rep times: every matrix product
-// has the shapes it has over repeated heads, so the results are the same to
-// the bit (gradients too for rep <= 2; beyond, k's and v's gradient terms are
-// summed in another order).
+// has the shapes it has over repeated heads, so the forward results are the
+// same to the bit. The gradients are not always: q's gradient multiplies by
+// k in the layout it has here (not a contiguous copy), and OpenBLAS rounds
+// that product differently for some lengths (on an AVX-512 CPU, contraction
+// lengths 32 to 74: one ulp in a sum, enough for two SFT runs to part after
+// a few hundred steps); for rep > 2, k's and v's gradient terms are also
+// summed in another order.
 at::Tensor grouped_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &mask,
                              double scale, int64_t rep) {
 #ifdef ARES_FUSED_SDPA
