@@ -13,8 +13,10 @@ import (
 	"unsafe"
 )
 
-// Tensor is a handle to a libtorch tensor. Its shape, dtype and device are
-// read once and cached (the engine exposes no op that changes them in place).
+// Tensor is a handle to a libtorch tensor. Its shape, dtype and device come
+// with the handle (the shim writes them beside it when an op returns it) and
+// are copied once into the Tensor on first use; the engine exposes no op that
+// changes them in place.
 type Tensor struct {
 	h     C.ares_tensor
 	scope *Scope
@@ -102,10 +104,36 @@ func (t *Tensor) Keep() *Tensor {
 	return t
 }
 
+// loadMeta reads t's dtype, device and shape from the metadata at the start
+// of its native handle (ares_tensor_meta), written when the op made the
+// handle: no native call. Only a tensor of more than ARES_META_DIMS
+// dimensions, or of a dtype the engine does not support (for the error), asks
+// libtorch.
 func (t *Tensor) loadMeta() {
 	if t.meta {
 		return
 	}
+	// The handle points at its metadata (ares_tensor_meta_of in C); the cast
+	// here reads it without a cgo call.
+	m := (*C.ares_tensor_meta)(unsafe.Pointer(t.handle("Shape")))
+	nd := int(m.ndim)
+	if m.dtype < 0 || nd > metaDims {
+		t.askMeta()
+		return
+	}
+	shape := make([]int64, nd)
+	for i := range shape {
+		shape[i] = int64(m.shape[i])
+	}
+	t.dtype, t.device, t.shape = DType(m.dtype), Device{Kind: DeviceKind(m.device_kind), Index: int(m.device_index)}, shape
+	t.meta = true
+}
+
+// metaDims is how many sizes a handle's metadata holds.
+const metaDims = C.ARES_META_DIMS
+
+// askMeta is loadMeta by two native calls.
+func (t *Tensor) askMeta() {
 	var dt, kind, idx, nd C.int32_t
 	check("Shape", C.ares_tensor_info(t.handle("Shape"), &dt, &kind, &idx, &nd))
 	shape := make([]int64, int(nd))

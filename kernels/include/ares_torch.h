@@ -7,9 +7,13 @@
  *    ares_status_free. There is no thread-local "last error": a goroutine may
  *    move to another OS thread between two cgo calls.
  *  - Every entry point catches every C++ exception, including the void ones.
- *  - Handles are opaque. A tensor handle returned through an out-parameter is
- *    owned by the caller and released with ares_tensor_free. A live-handle
- *    counter (ares_live_tensors) makes leaks testable.
+ *  - Handles are opaque, but for one thing: a tensor handle points at its
+ *    tensor's metadata (ares_tensor_meta: dtype, device, shape), filled when
+ *    the handle is made, so every op returns the result's shape and dtype with
+ *    its handle and reading them is not a call. A tensor handle returned
+ *    through an out-parameter is owned by the caller and released with
+ *    ares_tensor_free. A live-handle counter (ares_live_tensors) makes leaks
+ *    testable.
  *  - Only sized integer types and double cross the boundary.
  */
 #ifndef ARES_TORCH_H
@@ -91,13 +95,28 @@ ares_status *ares_set_grad_enabled(int32_t enabled, int32_t *previous);
 
 /* ---- tensors: lifetime and inspection --------------------------------- */
 
+/* The metadata at the start of every tensor handle, written once when the
+ * handle is made (no entry point changes a handle's dtype, device or shape in
+ * place). dtype is -1 for an element type the engine does not support; shape
+ * holds the sizes when ndim <= ARES_META_DIMS, otherwise ares_tensor_shape
+ * gives them. */
+#define ARES_META_DIMS 8
+typedef struct ares_tensor_meta {
+  int32_t dtype, device_kind, device_index, ndim;
+  int64_t shape[ARES_META_DIMS];
+} ares_tensor_meta;
+static inline const ares_tensor_meta *ares_tensor_meta_of(ares_tensor t) {
+  return (const ares_tensor_meta *)(const void *)t;
+}
+
 void ares_tensor_free(ares_tensor t);
 void ares_tensor_free_many(ares_tensor *ts, int64_t n);
+/* The same facts as the metadata, asked of libtorch (and the error for an
+ * unsupported dtype). */
 ares_status *ares_tensor_info(ares_tensor t, int32_t *dtype, int32_t *device_kind,
                               int32_t *device_index, int32_t *ndim);
 /* shape must hold ndim entries. */
 ares_status *ares_tensor_shape(ares_tensor t, int64_t *shape, int32_t ndim);
-ares_status *ares_tensor_numel(ares_tensor t, int64_t *numel);
 ares_status *ares_tensor_item(ares_tensor t, double *value);
 
 /* ---- creation --------------------------------------------------------- */

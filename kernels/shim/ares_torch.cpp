@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <type_traits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -33,9 +34,13 @@ struct ares_status {
   std::string message;
 };
 
+// meta comes first: the handle points at it (ares_tensor_meta_of).
 struct ares_tensor_s {
+  ares_tensor_meta meta;
   at::Tensor t;
 };
+static_assert(std::is_standard_layout<ares_tensor_s>::value,
+              "a tensor handle must be pointer-interconvertible with its metadata");
 
 struct ares_generator_s {
   at::Generator g;
@@ -144,8 +149,34 @@ void check_out(void *out) {
   if (out == nullptr) throw invalid_arg("null output pointer");
 }
 
+// The element type's code, or -1 when the engine does not support it.
+int32_t meta_dtype(at::ScalarType s) {
+  switch (s) {
+    case at::kFloat: return ARES_F32;
+    case at::kDouble: return ARES_F64;
+    case at::kHalf: return ARES_F16;
+    case at::kBFloat16: return ARES_BF16;
+    case at::kLong: return ARES_I64;
+    case at::kInt: return ARES_I32;
+    case at::kShort: return ARES_I16;
+    case at::kChar: return ARES_I8;
+    case at::kByte: return ARES_U8;
+    case at::kBool: return ARES_BOOL;
+    default: return -1;
+  }
+}
+
 ares_tensor wrap(at::Tensor t) {
-  auto *h = new ares_tensor_s{std::move(t)};
+  ares_tensor_meta m{-1, ARES_CPU, -1, 0, {}};
+  if (t.defined()) {
+    m.dtype = meta_dtype(t.scalar_type());
+    m.device_kind = t.device().is_cuda() ? ARES_CUDA : ARES_CPU;
+    m.device_index = t.device().has_index() ? t.device().index() : -1;
+    m.ndim = static_cast<int32_t>(t.dim());
+    if (m.ndim <= ARES_META_DIMS)
+      for (int32_t i = 0; i < m.ndim; i++) m.shape[i] = t.size(i);
+  }
+  auto *h = new ares_tensor_s{m, std::move(t)};
   live_tensors.fetch_add(1, std::memory_order_relaxed);
   return h;
 }
@@ -167,20 +198,9 @@ at::ScalarType to_scalar_type(int32_t d) {
 }
 
 int32_t from_scalar_type(at::ScalarType s) {
-  switch (s) {
-    case at::kFloat: return ARES_F32;
-    case at::kDouble: return ARES_F64;
-    case at::kHalf: return ARES_F16;
-    case at::kBFloat16: return ARES_BF16;
-    case at::kLong: return ARES_I64;
-    case at::kInt: return ARES_I32;
-    case at::kShort: return ARES_I16;
-    case at::kChar: return ARES_I8;
-    case at::kByte: return ARES_U8;
-    case at::kBool: return ARES_BOOL;
-    default: break;
-  }
-  throw invalid_arg(std::string("dtype not supported by the engine: ") + c10::toString(s));
+  int32_t d = meta_dtype(s);
+  if (d < 0) throw invalid_arg(std::string("dtype not supported by the engine: ") + c10::toString(s));
+  return d;
 }
 
 at::Device to_device(int32_t kind, int32_t index) {
@@ -492,13 +512,6 @@ ares_status *ares_tensor_shape(ares_tensor t, int64_t *shape, int32_t ndim) {
       throw invalid_arg("shape buffer holds " + std::to_string(ndim) + " dims, tensor has " +
                         std::to_string(x.dim()));
     for (int32_t i = 0; i < ndim; i++) shape[i] = x.size(i);
-  });
-}
-
-ares_status *ares_tensor_numel(ares_tensor t, int64_t *numel) {
-  return guard([&] {
-    check_out(numel);
-    *numel = T(t).numel();
   });
 }
 
