@@ -133,39 +133,41 @@ func Element(d DType, b []byte) float64 {
 }
 
 func halfToFloat(h uint16) float64 {
-	sign := 1.0
-	if h&0x8000 != 0 {
-		sign = -1
-	}
 	exp := int(h>>10) & 0x1f
-	man := float64(h & 0x3ff)
-	switch exp {
-	case 0:
-		return sign * man * math.Ldexp(1, -24)
-	case 0x1f:
-		if man != 0 {
+	if exp == 0x1f {
+		if h&0x3ff != 0 {
 			return math.NaN()
 		}
-		return sign * math.Inf(1)
+		if h&0x8000 != 0 {
+			return math.Inf(-1)
+		}
+		return math.Inf(1)
 	}
-	return sign * (1 + man/1024) * math.Ldexp(1, exp-15)
+	return minifloat(h&0x8000 != 0, exp, int(h&0x3ff), 10, 15)
 }
 
 // e4m3ToFloat decodes float8 E4M3FN (no infinities; S.1111.111 is NaN).
 func e4m3ToFloat(v byte) float64 {
-	sign := 1.0
-	if v&0x80 != 0 {
-		sign = -1
-	}
 	exp := int(v>>3) & 0xf
-	man := float64(v & 7)
 	if exp == 0xf && v&7 == 7 {
 		return math.NaN()
 	}
-	if exp == 0 {
-		return sign * man * math.Ldexp(1, -9)
+	return minifloat(v&0x80 != 0, exp, int(v&7), 3, 7)
+}
+
+// minifloat is the value of a finite binary float with the given sign,
+// biased exponent field exp and mantissa field man, in a format of manBits
+// mantissa bits and exponent bias: subnormal when exp is 0.
+func minifloat(neg bool, exp, man, manBits, bias int) float64 {
+	sign := 1.0
+	if neg {
+		sign = -1
 	}
-	return sign * (1 + man/8) * math.Ldexp(1, exp-7)
+	m := float64(man)
+	if exp == 0 {
+		return sign * m * math.Ldexp(1, 1-bias-manBits)
+	}
+	return sign * (1 + m/float64(int(1)<<manBits)) * math.Ldexp(1, exp-bias)
 }
 
 // AllEqual reports whether a diff found no difference at all.

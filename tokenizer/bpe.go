@@ -162,6 +162,18 @@ type bpart struct {
 	newID int32  // id that merge produces (rank-by-pair only)
 }
 
+// lowestRank returns the lowest merge rank below noRank among parts and the
+// index of the first part with it, or (noRank, -1) when none can merge.
+func lowestRank(parts []bpart) (uint32, int) {
+	best, bi := uint32(noRank), -1
+	for i := range parts {
+		if parts[i].rank < best {
+			best, bi = parts[i].rank, i
+		}
+	}
+	return best, bi
+}
+
 // mergeBytes is the rank-by-bytes loop: parts[k] is the part starting at
 // parts[k].start, and parts[k].rank the rank of merging it with parts[k+1].
 // The last entry is a sentinel at len(piece).
@@ -186,12 +198,7 @@ func (m *model) mergeBytes(dst []int, piece string) []int {
 		parts[i].rank = m.rank2(piece[i], piece[i+1])
 	}
 	for len(parts) > 2 {
-		best, bi := uint32(noRank), -1
-		for i := 0; i < len(parts)-2; i++ {
-			if parts[i].rank < best {
-				best, bi = parts[i].rank, i
-			}
-		}
+		best, bi := lowestRank(parts[:len(parts)-2])
 		if bi < 0 {
 			break
 		}
@@ -228,12 +235,7 @@ func (m *model) mergePairs(dst []int, piece string) []int {
 		parts[i].rank, parts[i].newID = m.pairRank(parts[i].id, parts[i+1].id)
 	}
 	for len(parts) > 1 {
-		best, bi := uint32(noRank), -1
-		for i := 0; i < len(parts)-1; i++ {
-			if parts[i].rank < best {
-				best, bi = parts[i].rank, i
-			}
-		}
+		_, bi := lowestRank(parts[:len(parts)-1])
 		if bi < 0 {
 			break
 		}

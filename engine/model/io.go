@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -253,7 +254,7 @@ func loadTensor(src weightSource, path, name string, shape []int64, conv1D bool,
 	if conv1D {
 		diskShape = []int64{shape[1], shape[0]}
 	}
-	if !equalShape(info.Shape, diskShape) {
+	if !slices.Equal(info.Shape, diskShape) {
 		return nil, fmt.Errorf("%s: tensor %q has shape %v, want %v", path, name, info.Shape, diskShape)
 	}
 	dt, ok := torchDTypes[info.DType]
@@ -283,18 +284,6 @@ func loadTensor(src weightSource, path, name string, shape []int64, conv1D bool,
 	return t, nil
 }
 
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // Save writes the model as a Hugging Face directory: config.json (in the
 // family's layout, naming the architecture for kind) and model.safetensors,
 // plus tokenizer.json when tok is given.
@@ -312,23 +301,36 @@ func (m *Transformer) Save(dir string, kind Kind, tok *tokenizer.Tokenizer) erro
 	if m.lora != nil {
 		return errors.New("model.Save: the model has adapters: save them with SaveAdapter, or merge them first (MergeLoRA)")
 	}
-	infos := make([]safetensors.TensorInfo, len(m.params))
+	ps := make([]Param, len(m.params))
 	for i, p := range m.params {
-		name := hfName(m.Cfg, p.Name)
-		shape := p.T.Shape()
-		if p.Conv1D {
-			shape = []int64{shape[1], shape[0]}
-		}
+		ps[i] = Param{Name: hfName(m.Cfg, p.Name), T: p.T, Conv1D: p.Conv1D}
+	}
+	if err := writeWeights(filepath.Join(dir, "model.safetensors"), ps); err != nil {
+		return err
+	}
+	return saveTokenizer(dir, tok)
+}
+
+// writeWeights writes ps to the safetensors file path, each under its Name,
+// with the metadata format=pt; a Conv1D weight is written transposed, in
+// GPT-2's layout.
+func writeWeights(path string, ps []Param) error {
+	infos := make([]safetensors.TensorInfo, len(ps))
+	for i, p := range ps {
 		sdt, err := safetensorsDType(p.T.DType())
 		if err != nil {
 			return err
 		}
-		infos[i] = safetensors.TensorInfo{Name: name, DType: sdt, Shape: shape}
+		shape := p.T.Shape()
+		if p.Conv1D {
+			shape = []int64{shape[1], shape[0]}
+		}
+		infos[i] = safetensors.TensorInfo{Name: p.Name, DType: sdt, Shape: shape}
 	}
 	fetch := func(i int) (b []byte, err error) {
 		err = torch.Try(func() {
-			t := m.params[i].T
-			if m.params[i].Conv1D {
+			t := ps[i].T
+			if ps[i].Conv1D {
 				tr := t.Transpose(0, 1)
 				defer tr.Close()
 				b = tr.Bytes()
@@ -338,16 +340,19 @@ func (m *Transformer) Save(dir string, kind Kind, tok *tokenizer.Tokenizer) erro
 		})
 		return b, err
 	}
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), infos, map[string]string{"format": "pt"}, fetch); err != nil {
+	return safetensors.WriteFile(path, infos, map[string]string{"format": "pt"}, fetch)
+}
+
+// saveTokenizer writes tok's tokenizer.json and its chat template to dir;
+// with tok nil it writes nothing.
+func saveTokenizer(dir string, tok *tokenizer.Tokenizer) error {
+	if tok == nil {
+		return nil
+	}
+	if err := tok.Save(filepath.Join(dir, "tokenizer.json")); err != nil {
 		return err
 	}
-	if tok != nil {
-		if err := tok.Save(filepath.Join(dir, "tokenizer.json")); err != nil {
-			return err
-		}
-		return tok.SaveHFChatTemplate(dir)
-	}
-	return nil
+	return tok.SaveHFChatTemplate(dir)
 }
 
 func safetensorsDType(d torch.DType) (safetensors.DType, error) {

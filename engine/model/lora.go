@@ -378,44 +378,13 @@ func (m *Transformer) SaveAdapter(dir string, kind Kind, base string, tok *token
 	for _, p := range m.Trainable() {
 		es = append(es, Param{Name: peftPrefix + hfName(m.Cfg, p.Name), T: p.T, Conv1D: p.Conv1D})
 	}
-	infos := make([]safetensors.TensorInfo, len(es))
-	for i, e := range es {
-		sdt, err := safetensorsDType(e.T.DType())
-		if err != nil {
-			return err
-		}
-		shape := e.T.Shape()
-		if e.Conv1D {
-			shape = []int64{shape[1], shape[0]}
-		}
-		infos[i] = safetensors.TensorInfo{Name: e.Name, DType: sdt, Shape: shape}
-	}
-	fetch := func(i int) (b []byte, err error) {
-		err = torch.Try(func() {
-			t := es[i].T
-			if es[i].Conv1D {
-				tr := t.Transpose(0, 1)
-				defer tr.Close()
-				b = tr.Bytes()
-				return
-			}
-			b = t.Bytes()
-		})
-		return b, err
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, AdapterWeightsFile), infos, map[string]string{"format": "pt"}, fetch); err != nil {
+	if err := writeWeights(filepath.Join(dir, AdapterWeightsFile), es); err != nil {
 		return err
 	}
 	if err := atomicfile.WriteFile(filepath.Join(dir, AdapterConfigFile), append(cj, '\n'), 0o644); err != nil {
 		return err
 	}
-	if tok != nil {
-		if err := tok.Save(filepath.Join(dir, "tokenizer.json")); err != nil {
-			return err
-		}
-		return tok.SaveHFChatTemplate(dir)
-	}
-	return nil
+	return saveTokenizer(dir, tok)
 }
 
 // IsAdapterDir reports whether dir holds a PEFT adapter (adapter_config.json).

@@ -49,13 +49,7 @@ func TrainRM(m *model.Transformer, c *Codec, data []Pair, o Optim, bt loss.BTOpt
 		return nil, err
 	}
 	e := encodePairs(c, data)
-	g, err := modelGroup("rm", m, o)
-	if err != nil {
-		return nil, fmt.Errorf("rm: %w", err)
-	}
-	groups := []*train.Group{g}
-	defer closeGroups(groups)
-	return runTrainer(io, o, groups, seed, []*model.Transformer{m}, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
+	return trainModel(io, o, seed, "rm", "rm", m, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
 		idx := pick(stepRand(seed, step, micro), len(data), o.Batch)
 		lo, hi := io.shard(len(idx))
 		var l *torch.Tensor
@@ -96,13 +90,7 @@ func RepairRM(m *model.Transformer, c *Codec, repairPairs, replay []Pair, o RMRe
 	if err != nil {
 		return nil, err
 	}
-	g, err := modelGroup("rm", m, o.Optim)
-	if err != nil {
-		return nil, fmt.Errorf("rm repair: %w", err)
-	}
-	groups := []*train.Group{g}
-	defer closeGroups(groups)
-	return runTrainer(io, o.Optim, groups, seed, []*model.Transformer{m}, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
+	return trainModel(io, o.Optim, seed, "rm repair", "rm", m, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
 		var l *torch.Tensor
 		var metrics map[string]float64
 		var err error

@@ -92,6 +92,19 @@ func setTrainable(m *model.Transformer, on bool) error {
 	return torch.Try(func() { m.SetTrainable(on) })
 }
 
+// trainModel trains m alone: its modelGroup named group, under o, with step
+// run for each micro-batch (runTrainer). A failure to set up the group is
+// returned prefixed with what.
+func trainModel(io RunIO, o Optim, seed int64, what, group string, m *model.Transformer, step train.StepFunc) (*train.Trainer, error) {
+	g, err := modelGroup(group, m, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	groups := []*train.Group{g}
+	defer closeGroups(groups)
+	return runTrainer(io, o, groups, seed, []*model.Transformer{m}, step)
+}
+
 // runTrainer builds the trainer, resumes if asked, and runs step.
 // trained are the models whose groups these are: their adapters' dropout is
 // seeded from (seed, step, micro) before each micro-batch, so that a resumed

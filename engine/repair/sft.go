@@ -56,13 +56,7 @@ func SFT(m *model.Transformer, c *Codec, data []Example, o Optim, seed int64, io
 		return nil, err
 	}
 	e := encodeExamples(c, data)
-	g, err := modelGroup("policy", m, o)
-	if err != nil {
-		return nil, fmt.Errorf("sft: %w", err)
-	}
-	groups := []*train.Group{g}
-	defer closeGroups(groups)
-	return runTrainer(io, o, groups, seed, []*model.Transformer{m}, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
+	return trainModel(io, o, seed, "sft", "policy", m, func(s *torch.Scope, step int64, micro int, t *train.Timer) (train.Micro, error) {
 		idx := pick(stepRand(seed, step, micro), len(data), o.Batch)
 		lo, hi := io.shard(len(idx))
 		var l *torch.Tensor

@@ -95,10 +95,7 @@ type Stat struct {
 }
 
 // MarshalJSON writes NaN as null.
-func (s Stat) MarshalJSON() ([]byte, error) {
-	type plain Stat
-	return json.Marshal(jsonValue(reflect.ValueOf(plain(s))))
-}
+func (s Stat) MarshalJSON() ([]byte, error) { return marshalFields(s) }
 
 // HasCI reports whether the confidence interval is defined.
 func (s Stat) HasCI() bool { return !math.IsNaN(s.Lo) && !math.IsNaN(s.Hi) }
@@ -682,10 +679,7 @@ type GoalCheck struct {
 }
 
 // MarshalJSON writes NaN as null.
-func (g GoalCheck) MarshalJSON() ([]byte, error) {
-	type plain GoalCheck
-	return json.Marshal(jsonValue(reflect.ValueOf(plain(g))))
-}
+func (g GoalCheck) MarshalJSON() ([]byte, error) { return marshalFields(g) }
 
 // The goal statuses.
 const (
@@ -902,10 +896,7 @@ func (r *StudyResult) compute() {
 }
 
 // MarshalJSON writes NaN and infinities as null.
-func (r StudyResult) MarshalJSON() ([]byte, error) {
-	type plain StudyResult
-	return json.Marshal(jsonValue(reflect.ValueOf(plain(r))))
-}
+func (r StudyResult) MarshalJSON() ([]byte, error) { return marshalFields(r) }
 
 // Write writes study.md, study.csv, study.json and the charts to dir.
 func (r *StudyResult) Write(dir string) error {
@@ -1020,35 +1011,47 @@ func jsonValue(v reflect.Value) any {
 		}
 		return out
 	case reflect.Struct:
-		var obj jsonObject
-		t := v.Type()
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name == "-" && opts == "" {
-				continue
-			}
-			fv := v.Field(i)
-			if f.Anonymous && name == "" && fv.Kind() == reflect.Struct {
-				if sub, ok := jsonValue(fv).(jsonObject); ok {
-					obj = append(obj, sub...)
-				}
-				continue
-			}
-			if name == "" {
-				name = f.Name
-			}
-			if strings.Contains(","+opts+",", ",omitempty,") && emptyValue(fv) {
-				continue
-			}
-			obj = append(obj, jsonField{name, jsonValue(fv)})
-		}
-		return obj
+		return jsonFields(v)
 	}
 	return v.Interface()
+}
+
+// marshalFields encodes the struct v field by field as encoding/json would
+// without v's own MarshalJSON (so a MarshalJSON method can call it), with
+// NaN and infinite floats as null.
+func marshalFields(v any) ([]byte, error) {
+	return json.Marshal(jsonFields(reflect.ValueOf(v)))
+}
+
+// jsonFields is jsonValue of the struct v, field by field.
+func jsonFields(v reflect.Value) jsonObject {
+	var obj jsonObject
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" && opts == "" {
+			continue
+		}
+		fv := v.Field(i)
+		if f.Anonymous && name == "" && fv.Kind() == reflect.Struct {
+			if sub, ok := jsonValue(fv).(jsonObject); ok {
+				obj = append(obj, sub...)
+			}
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if strings.Contains(","+opts+",", ",omitempty,") && emptyValue(fv) {
+			continue
+		}
+		obj = append(obj, jsonField{name, jsonValue(fv)})
+	}
+	return obj
 }
 
 // emptyValue is encoding/json's omitempty test.

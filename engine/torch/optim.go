@@ -33,11 +33,26 @@ type AdamW struct {
 // NewAdamW returns an optimizer over params with PyTorch's defaults for the
 // betas and eps (0.9, 0.999, 1e-8).
 func NewAdamW(params []*Tensor, lr, weightDecay float64) *AdamW {
+	o := newAdamW(params, lr, weightDecay)
+	o.allocState()
+	return o
+}
+
+// newAdamW is the optimizer over params with its state slices made but no
+// state tensor allocated yet (allocState does that).
+func newAdamW(params []*Tensor, lr, weightDecay float64) *AdamW {
 	o := &AdamW{Params: params, LR: lr, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: weightDecay}
 	o.expAvg = make([]*Tensor, len(params))
 	o.expAvgSq = make([]*Tensor, len(params))
 	o.master = make([]*Tensor, len(params))
-	for i, p := range params {
+	return o
+}
+
+// allocState allocates, in parameter order, each parameter's float32 master
+// copy (bf16 and f16 parameters only) and its zero moments; a failed
+// allocation panics with the tensors made before it left in place.
+func (o *AdamW) allocState() {
+	for i, p := range o.Params {
 		dt := p.DType()
 		if dt == BFloat16 || dt == Float16 {
 			dt = Float32
@@ -46,7 +61,6 @@ func NewAdamW(params []*Tensor, lr, weightDecay float64) *AdamW {
 		o.expAvg[i] = Zeros(p.Shape(), dt, p.Device())
 		o.expAvgSq[i] = Zeros(p.Shape(), dt, p.Device())
 	}
-	return o
 }
 
 // Step applies one update from the parameters' current gradients.

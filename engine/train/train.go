@@ -28,6 +28,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -536,19 +537,8 @@ func (tr *Trainer) save() (string, error) {
 	return tr.Manager.Save(tr.Step, func(w *checkpoints.Writer) error {
 		w.SetDataPosition(pos)
 		for _, g := range tr.Groups {
-			for i, p := range g.Params {
-				if err := addTensor(w, g.Name+"/"+g.Names[i], checkpoints.GroupModel, p); err != nil {
-					return err
-				}
-			}
-			st := g.Opt.State()
-			keys := make([]string, 0, len(st))
-			for k := range st {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				if err := addTensor(w, g.Name+"/adamw/"+k, checkpoints.GroupOptim, st[k]); err != nil {
+			for _, c := range g.checkpointTensors() {
+				if err := addTensor(w, c.name, c.group, c.t); err != nil {
 					return err
 				}
 			}
@@ -565,6 +555,33 @@ func (tr *Trainer) save() (string, error) {
 		}
 		return nil
 	})
+}
+
+// ckptTensor is one tensor of a group as a checkpoint holds it.
+type ckptTensor struct {
+	name  string // the checkpoint entry's name
+	group string // checkpoints.GroupModel or checkpoints.GroupOptim
+	t     *torch.Tensor
+}
+
+// checkpointTensors lists g's tensors in the order save writes them: the
+// parameters (g.Name/parameter name), then the optimizer state sorted by key
+// (g.Name/adamw/key).
+func (g *Group) checkpointTensors() []ckptTensor {
+	out := make([]ckptTensor, 0, len(g.Params))
+	for i, p := range g.Params {
+		out = append(out, ckptTensor{g.Name + "/" + g.Names[i], checkpoints.GroupModel, p})
+	}
+	st := g.Opt.State()
+	keys := make([]string, 0, len(st))
+	for k := range st {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out = append(out, ckptTensor{g.Name + "/adamw/" + k, checkpoints.GroupOptim, st[k]})
+	}
+	return out
 }
 
 var ckptDTypes = map[torch.DType]checkpoints.DType{
@@ -616,24 +633,9 @@ func (tr *Trainer) Resume() (bool, error) {
 			return false, err
 		}
 	}
-	type load struct {
-		name string
-		t    *torch.Tensor
-	}
-	var loads []load
+	var loads []ckptTensor
 	for _, g := range tr.Groups {
-		for i, p := range g.Params {
-			loads = append(loads, load{g.Name + "/" + g.Names[i], p})
-		}
-		ost := g.Opt.State()
-		keys := make([]string, 0, len(ost))
-		for k := range ost {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			loads = append(loads, load{g.Name + "/adamw/" + k, ost[k]})
-		}
+		loads = append(loads, g.checkpointTensors()...)
 		if _, ok := st.AdamSteps[g.Name]; !ok {
 			return false, fmt.Errorf("%s: no optimizer step count for %q", r.Dir(), g.Name)
 		}
@@ -698,7 +700,7 @@ func checkEntry(r *checkpoints.Reader, name string, t *torch.Tensor) error {
 	if e.DType != want {
 		return fmt.Errorf("%s: tensor %q is %s in the checkpoint, the model's is %s (%v)", r.Dir(), name, e.DType, want, t.DType())
 	}
-	if !equal(e.Shape, t.Shape()) {
+	if !slices.Equal(e.Shape, t.Shape()) {
 		return fmt.Errorf("%s: tensor %q has shape %v, the model has %v", r.Dir(), name, e.Shape, t.Shape())
 	}
 	return nil
@@ -719,16 +721,4 @@ func loadInto(r *checkpoints.Reader, name string, t *torch.Tensor) error {
 		defer src.Close()
 		t.CopyInto(0, 0, src)
 	})
-}
-
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

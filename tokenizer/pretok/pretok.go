@@ -139,6 +139,19 @@ func run(s string, i int, mask uint8) int {
 	return i
 }
 
+// digits returns the end of \p{N}{1,max} from i: at most max runes of
+// class cN (none when s[i] is not one).
+func digits(s string, i, max int) int {
+	for k := 0; k < max && i < len(s); k++ {
+		c, w := at(s, i)
+		if c&cN == 0 {
+			break
+		}
+		i += w
+	}
+	return i
+}
+
 const other = cL | cN | cS // a rune with none of these is [^\s\p{L}\p{N}]
 
 // otherRun returns the end of the run of [^\s\p{L}\p{N}] runes from i.
@@ -308,15 +321,7 @@ func nextCL100K(s string, i int, maxDigits int) int {
 		return run(s, i, cL)
 	}
 	if c0&cN != 0 {
-		j := i
-		for k := 0; k < maxDigits && j < len(s); k++ {
-			c, w := at(s, j)
-			if c&cN == 0 {
-				break
-			}
-			j += w
-		}
-		return j
+		return digits(s, i, maxDigits)
 	}
 	// ' ?[^\s\p{L}\p{N}]+[\r\n]*'
 	if j, ok := punct(s, i, c0); ok {
@@ -400,15 +405,7 @@ func nextO200K(s string, i int) int {
 		}
 	}
 	if c0&cN != 0 {
-		j := i
-		for k := 0; k < 3 && j < len(s); k++ {
-			c, w := at(s, j)
-			if c&cN == 0 {
-				break
-			}
-			j += w
-		}
-		return j
+		return digits(s, i, 3)
 	}
 	if j, ok := punct(s, i, c0); ok {
 		for j < len(s) && (s[j] == '\r' || s[j] == '\n' || s[j] == '/') {
