@@ -269,7 +269,7 @@ func (m *Manager) trash(name string) error {
 	if err := os.Rename(filepath.Join(m.dir, name), t); err != nil {
 		return fmt.Errorf("run directory %s: removing %s: %w", m.dir, name, err)
 	}
-	if err := syncDir(m.dir); err != nil {
+	if err := atomicfile.SyncDir(m.dir); err != nil {
 		return err
 	}
 	return os.RemoveAll(t)

@@ -3,7 +3,6 @@ package checkpoints
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/ares-rlhf/ares/checkpoints/safetensors"
+	"github.com/ares-rlhf/ares/internal/atomicfile"
 )
 
 // DType is a tensor element type, named as safetensors names it ("F32",
@@ -414,7 +414,7 @@ func (w *Writer) Commit() error {
 	}
 	err = writeFileSync(filepath.Join(w.tmp, ManifestName), raw)
 	if err == nil {
-		err = syncDir(w.tmp)
+		err = atomicfile.SyncDir(w.tmp)
 	}
 	if err == nil {
 		err = os.Rename(w.tmp, w.dir)
@@ -423,7 +423,7 @@ func (w *Writer) Commit() error {
 		os.RemoveAll(w.tmp)
 		return fmt.Errorf("checkpoint %s: %w", w.dir, err)
 	}
-	if err := syncDir(filepath.Dir(w.dir)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(w.dir)); err != nil {
 		return fmt.Errorf("checkpoint %s: syncing parent: %w", w.dir, err)
 	}
 	return nil
@@ -479,14 +479,3 @@ func writeFileSync(path string, data []byte) error {
 	return f.Close()
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrPermission) {
-		return err
-	}
-	return nil
-}
