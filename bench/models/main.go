@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -28,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ares-rlhf/ares/bench/internal/child"
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/torch"
 )
@@ -245,15 +245,9 @@ func run(threads, blasThreads, runs int, batches []int, decodeOnly bool, outPath
 	}
 	specJSON, _ := json.Marshal(sp)
 	_, self, _, _ := runtime.Caller(0)
-	cmd := exec.Command("/usr/bin/python3", filepath.Join(filepath.Dir(self), "peer.py"), lmDir, rmDir, string(specJSON))
-	cmd.Stderr = os.Stderr
-	cmd.Env = append(os.Environ(), "OPENBLAS_NUM_THREADS="+strconv.Itoa(blasThreads))
-	pb, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("PyTorch peer: %w (install python3-torch)", err)
-	}
 	var peer peerOut
-	if err := json.Unmarshal(pb, &peer); err != nil {
+	if err := child.Peer(&peer, filepath.Join(filepath.Dir(self), "peer.py"), []string{"OPENBLAS_NUM_THREADS=" + strconv.Itoa(blasThreads)},
+		lmDir, rmDir, string(specJSON)); err != nil {
 		return err
 	}
 	info, _ := torch.Describe()

@@ -18,12 +18,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"time"
 
+	"github.com/ares-rlhf/ares/bench/internal/child"
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/repair"
@@ -191,15 +191,9 @@ func run(threads, blasThreads, batches int, outPath string) error {
 		return err
 	}
 	_, self, _, _ := runtime.Caller(0)
-	cmd := exec.Command("/usr/bin/python3", filepath.Join(filepath.Dir(self), "peer.py"), polDir, rmDir, wlPath)
-	cmd.Stderr = os.Stderr
-	cmd.Env = append(os.Environ(), "OPENBLAS_NUM_THREADS="+strconv.Itoa(blasThreads))
-	pb, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("PyTorch peer: %w (install python3-torch)", err)
-	}
 	var peer peerOut
-	if err := json.Unmarshal(pb, &peer); err != nil {
+	if err := child.Peer(&peer, filepath.Join(filepath.Dir(self), "peer.py"), []string{"OPENBLAS_NUM_THREADS=" + strconv.Itoa(blasThreads)},
+		polDir, rmDir, wlPath); err != nil {
 		return err
 	}
 

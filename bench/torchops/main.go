@@ -159,17 +159,9 @@ func run(iters, steps int, outPath string) error {
 
 func runPeer(iters, steps int) (*peerResult, error) {
 	_, self, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(self), "peer.py")
-	py := "/usr/bin/python3" // the interpreter python3-torch installs into
-	cmd := exec.Command(py, script, fmt.Sprint(iters), fmt.Sprint(steps))
-	cmd.Stderr = os.Stderr
-	outb, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("PyTorch peer %s: %w (install python3-torch)", script, err)
-	}
 	var r peerResult
-	if err := json.Unmarshal(outb, &r); err != nil {
-		return nil, fmt.Errorf("PyTorch peer output: %w", err)
+	if err := child.Peer(&r, filepath.Join(filepath.Dir(self), "peer.py"), nil, fmt.Sprint(iters), fmt.Sprint(steps)); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }

@@ -103,3 +103,24 @@ func Status(key string) int64 {
 // ResetPeak resets the peak resident set (VmHWM) to the current one
 // (writing 5 to /proc/self/clear_refs, Linux 4.0+).
 func ResetPeak() error { return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// Python is the interpreter Debian's python3-torch installs into (not the
+// python3 that may come first on PATH).
+const Python = "/usr/bin/python3"
+
+// Peer runs the PyTorch peer script (a path) with args under Python, its
+// stderr passed through and extra added to the environment, and decodes its
+// stdout, one JSON value, into out.
+func Peer(out any, script string, extra []string, args ...string) error {
+	cmd := exec.Command(Python, append([]string{script}, args...)...)
+	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), extra...)
+	b, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("PyTorch peer %s: %w (install python3-torch)", script, err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("PyTorch peer %s: output: %w", script, err)
+	}
+	return nil
+}
