@@ -1041,23 +1041,9 @@ func (h *harness) modelCases() {
 		}, []string{"mystery"}},
 		{"no tokenizer.json", func(d string) { os.Remove(filepath.Join(d, "tokenizer.json")) }, []string{"tokenizer.json"}},
 		{"tokenizer.json invalid", func(d string) { os.WriteFile(filepath.Join(d, "tokenizer.json"), []byte("[]"), 0o644) }, []string{"tokenizer.json"}},
-		{"adapter dir whose base does not exist", func(d string) {
-			os.RemoveAll(d)
-			os.MkdirAll(d, 0o755)
-			os.WriteFile(filepath.Join(d, "adapter_config.json"), []byte(`{"peft_type":"LORA","base_model_name_or_path":"/nonexistent/base","r":2,"lora_alpha":4,"target_modules":["q_proj"]}`), 0o644)
-			os.WriteFile(filepath.Join(d, "adapter_model.safetensors"), []byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '}, 0o644)
-		}, []string{"/nonexistent/base"}},
-		{"adapter dir with a module the base lacks", func(d string) {
-			os.RemoveAll(d)
-			os.MkdirAll(d, 0o755)
-			os.WriteFile(filepath.Join(d, "adapter_config.json"), []byte(`{"peft_type":"LORA","base_model_name_or_path":"`+h.policy+`","r":2,"lora_alpha":4,"target_modules":["c_attn"]}`), 0o644)
-			os.WriteFile(filepath.Join(d, "adapter_model.safetensors"), []byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '}, 0o644)
-		}, []string{"c_attn"}},
-		{"adapter dir with no adapter weights", func(d string) {
-			os.RemoveAll(d)
-			os.MkdirAll(d, 0o755)
-			os.WriteFile(filepath.Join(d, "adapter_config.json"), []byte(`{"peft_type":"LORA","base_model_name_or_path":"`+h.policy+`","r":2,"lora_alpha":4,"target_modules":["q_proj"]}`), 0o644)
-		}, []string{"adapter_model"}},
+		{"adapter dir whose base does not exist", func(d string) { adapterDir(d, "/nonexistent/base", "q_proj", true) }, []string{"/nonexistent/base"}},
+		{"adapter dir with a module the base lacks", func(d string) { adapterDir(d, h.policy, "c_attn", true) }, []string{"c_attn"}},
+		{"adapter dir with no adapter weights", func(d string) { adapterDir(d, h.policy, "q_proj", false) }, []string{"adapter_model"}},
 	}
 	for i, c := range cases {
 		dir := h.path("models", fmt.Sprintf("m%02d", i))
@@ -1681,3 +1667,15 @@ func cpuModel() string {
 }
 
 var _ = context.Background
+
+// adapterDir replaces d with a PEFT adapter directory: adapter_config.json of
+// a rank-2 LoRA on base targeting target, and, with weights, an empty
+// adapter_model.safetensors (an 8-byte header length and "{}" padded).
+func adapterDir(d, base, target string, weights bool) {
+	os.RemoveAll(d)
+	os.MkdirAll(d, 0o755)
+	os.WriteFile(filepath.Join(d, "adapter_config.json"), []byte(`{"peft_type":"LORA","base_model_name_or_path":"`+base+`","r":2,"lora_alpha":4,"target_modules":["`+target+`"]}`), 0o644)
+	if weights {
+		os.WriteFile(filepath.Join(d, "adapter_model.safetensors"), []byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '}, 0o644)
+	}
+}
