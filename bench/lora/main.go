@@ -158,6 +158,20 @@ func setupWorld() (pd repair.PolicyData, codec *repair.Codec, pcfg, rcfg *model.
 // steerBy is what steer writes into the embeddings' first component.
 const steerBy = 20
 
+// steeredPolicy is a random policy of cfg (seed 1), steered to the
+// tokenizer's vocab ids (steer).
+func steeredPolicy(cfg *model.Config, vocab int) (*model.Transformer, error) {
+	pol, err := model.Init(cfg, model.CausalLM, 1, model.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := steer(pol, vocab); err != nil {
+		pol.Close()
+		return nil, err
+	}
+	return pol, nil
+}
+
 // steer sets the first component of every embedding row to +steerBy for the
 // tokenizer's ids [0, vocab) and to -steerBy for the others. The residual
 // stream then carries a large positive first component (about 8 after the
@@ -198,14 +212,11 @@ func armChild(arm string, o opts) error {
 	if err != nil {
 		return err
 	}
-	pol, err := model.Init(pcfg, model.CausalLM, 1, model.Options{})
+	pol, err := steeredPolicy(pcfg, vocab)
 	if err != nil {
 		return err
 	}
 	defer pol.Close()
-	if err := steer(pol, vocab); err != nil {
-		return err
-	}
 	rm, err := model.Init(rcfg, model.Reward, 2, model.Options{})
 	if err != nil {
 		return err
@@ -325,14 +336,11 @@ func probeChild() error {
 	if err != nil {
 		return err
 	}
-	pol, err := model.Init(pcfg, model.CausalLM, 1, model.Options{})
+	pol, err := steeredPolicy(pcfg, vocab)
 	if err != nil {
 		return err
 	}
 	defer pol.Close()
-	if err := steer(pol, vocab); err != nil {
-		return err
-	}
 	if err := pol.AddLoRA(loraCfg, 17); err != nil {
 		return err
 	}
