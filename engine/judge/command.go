@@ -50,10 +50,10 @@ const (
 // NewCommand validates a config and builds the judge.
 func NewCommand(cfg CommandConfig) (*Command, error) {
 	if len(cfg.Argv) == 0 || cfg.Argv[0] == "" {
-		return nil, errors.New("judge.command.argv: missing")
+		return nil, badKey("judge.command.argv", "missing")
 	}
 	if cfg.BatchSize < 0 || cfg.BatchSize > 1<<20 {
-		return nil, fmt.Errorf("judge.command.batch_size: %d is not in [0, %d] (0: the default, 256)", cfg.BatchSize, 1<<20)
+		return nil, badKey("judge.command.batch_size", "%d is not in [0, %d] (0: the default, 256)", cfg.BatchSize, 1<<20)
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 256
@@ -69,7 +69,7 @@ func NewCommand(cfg CommandConfig) (*Command, error) {
 		v   float64
 	}{{"timeout_s", cfg.TimeoutS}, {"deadline_s", cfg.DeadlineS}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
-			return nil, fmt.Errorf("judge.command.%s: %v is not a non-negative number of seconds", f.key, f.v)
+			return nil, badKey("judge.command."+f.key, "%v is not a non-negative number of seconds", f.v)
 		}
 	}
 	return &Command{cfg: cfg}, nil

@@ -84,19 +84,19 @@ type HTTP struct {
 // NewHTTP validates a config and builds the judge.
 func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if cfg.URL == "" {
-		return nil, errors.New("judge.http.url: missing")
+		return nil, badKey("judge.http.url", "missing")
 	}
 	if !strings.HasPrefix(cfg.URL, "http://") && !strings.HasPrefix(cfg.URL, "https://") {
-		return nil, fmt.Errorf("judge.http.url: %q is not an http(s) URL", cfg.URL)
+		return nil, badKey("judge.http.url", "%q is not an http(s) URL", cfg.URL)
 	}
 	if cfg.Model == "" {
-		return nil, errors.New("judge.http.model: missing")
+		return nil, badKey("judge.http.model", "missing")
 	}
 	if cfg.Messages == "" {
 		cfg.Messages = "conversation"
 	}
 	if cfg.Messages != "conversation" && cfg.Messages != "template" {
-		return nil, fmt.Errorf("judge.http.messages: %q is not conversation or template", cfg.Messages)
+		return nil, badKey("judge.http.messages", "%q is not conversation or template", cfg.Messages)
 	}
 	if cfg.Template == "" {
 		cfg.Template = DefaultTemplate
@@ -127,7 +127,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		v   float64
 	}{{"timeout_s", cfg.TimeoutS}, {"deadline_s", cfg.DeadlineS}, {"backoff_s", cfg.BackoffS}, {"max_backoff_s", cfg.MaxBackoffS}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
-			return nil, fmt.Errorf("judge.http.%s: %v is not a non-negative number of seconds", f.key, f.v)
+			return nil, badKey("judge.http."+f.key, "%v is not a non-negative number of seconds", f.v)
 		}
 	}
 	if cfg.RetryMalformed == nil {
@@ -139,23 +139,23 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	case "llamaguard", "keyword":
 	case "regex":
 		if cfg.Regex == "" {
-			return nil, errors.New("judge.http.regex: the regex parser needs a pattern")
+			return nil, badKey("judge.http.regex", "the regex parser needs a pattern")
 		}
 		re, err := regexp.Compile(cfg.Regex)
 		if err != nil {
-			return nil, fmt.Errorf("judge.http.regex: %w", err)
+			return nil, badKey("judge.http.regex", "%v", err)
 		}
 		if re.NumSubexp() < 1 {
-			return nil, errors.New("judge.http.regex: the pattern needs a capture group for the score")
+			return nil, badKey("judge.http.regex", "the pattern needs a capture group for the score")
 		}
 		h.re = re
 	default:
-		return nil, fmt.Errorf("judge.http.parser: %q is not llamaguard, keyword or regex", cfg.Parser)
+		return nil, badKey("judge.http.parser", "%q is not llamaguard, keyword or regex", cfg.Parser)
 	}
 	if cfg.APIKeyEnv != "" {
 		h.key = os.Getenv(cfg.APIKeyEnv)
 		if h.key == "" {
-			return nil, fmt.Errorf("judge.http.api_key_env: environment variable %s is empty", cfg.APIKeyEnv)
+			return nil, badKey("judge.http.api_key_env", "environment variable %s is empty", cfg.APIKeyEnv)
 		}
 	}
 	return h, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/cfgcheck"
 )
 
 // Item is one (prompt, response) pair to judge.
@@ -56,6 +57,9 @@ type Config struct {
 }
 
 // New builds the judge a config names. lib is needed for the oracle only.
+// A bad value is a *cfgcheck.Error whose key is the full path
+// ("judge.http.url"), so a loader that knows the file can locate it
+// (cfgcheck.Locate) as Validate's.
 func New(cfg Config, lib *world.Library) (Judge, error) {
 	switch cfg.Kind {
 	case "", "oracle":
@@ -65,7 +69,7 @@ func New(cfg Config, lib *world.Library) (Judge, error) {
 		return Oracle{Lib: lib}, nil
 	case "classifier":
 		if cfg.Model == "" {
-			return nil, fmt.Errorf("judge.model: the classifier needs a model file")
+			return nil, badKey("judge.model", "the classifier needs a model file")
 		}
 		return LoadClassifier(cfg.Model)
 	case "http":
@@ -73,7 +77,33 @@ func New(cfg Config, lib *world.Library) (Judge, error) {
 	case "command":
 		return NewCommand(cfg.Command)
 	}
-	return nil, fmt.Errorf("judge.kind: %q is not one of oracle, classifier, http, command", cfg.Kind)
+	return nil, badKey("judge.kind", "%q is not one of oracle, classifier, http, command", cfg.Kind)
+}
+
+// Validate checks the [judge] table's values as New does, without reading a
+// classifier's model file or the API key's environment variable; a run
+// config's loader calls it with the file at
+// hand, so the first bad value names the file, line and key.
+func (c Config) Validate() error {
+	switch c.Kind {
+	case "", "oracle":
+		return nil
+	case "classifier":
+		if c.Model == "" {
+			return badKey("judge.model", "the classifier needs a model file")
+		}
+		return nil
+	}
+	// The API key's environment variable is read when the judge is built,
+	// where the run happens, not where the config is checked.
+	c.HTTP.APIKeyEnv = ""
+	_, err := New(c, nil)
+	return err
+}
+
+// badKey is a bad value of key (its full dotted path).
+func badKey(key, format string, a ...any) error {
+	return &cfgcheck.Error{Key: key, Msg: fmt.Sprintf(format, a...)}
 }
 
 func seconds(s float64, def time.Duration) time.Duration {

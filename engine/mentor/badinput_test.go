@@ -62,3 +62,29 @@ func TestConfigUpperBounds(t *testing.T) {
 		t.Fatalf("sane values refused: %v", err)
 	}
 }
+
+// TestJudgeConfigErrorsLocated: a bad [judge] value is refused when the
+// config is loaded, naming the file, line and key (before, the error came
+// from building the judge and named the key alone).
+func TestJudgeConfigErrorsLocated(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"[judge]\nkind = \"vibes\"\n", `rt.toml:2: judge.kind: "vibes" is not one of`},
+		{"[judge]\nkind = \"command\"\n[judge.command]\nargv = [\"sh\"]\ntimeout_s = -1\n", "rt.toml:5: judge.command.timeout_s: -1 is not a non-negative"},
+		{"[judge]\nkind = \"command\"\n[judge.command]\nargv = [\"sh\"]\nbatch_size = -5\n", "rt.toml:5: judge.command.batch_size: -5 is not in"},
+		{"[judge]\nkind = \"http\"\n[judge.http]\nurl = \"ftp://x\"\nmodel = \"m\"\n", `rt.toml:4: judge.http.url: "ftp://x" is not an http(s) URL`},
+		{"[judge]\nkind = \"http\"\n[judge.http]\nurl = \"http://x\"\nmodel = \"m\"\nparser = \"regex\"\nregex = \"(\"\n", "rt.toml:7: judge.http.regex:"},
+		{"[judge]\nkind = \"classifier\"\n", "rt.toml: judge.model: the classifier needs a model file"},
+	} {
+		path := filepath.Join(t.TempDir(), "rt.toml")
+		os.WriteFile(path, []byte(tc.text), 0o644)
+		if _, err := LoadRunConfig(path); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	// The API key's variable is read where the judge is built, not at load.
+	path := filepath.Join(t.TempDir(), "rt.toml")
+	os.WriteFile(path, []byte("[judge]\nkind = \"http\"\n[judge.http]\nurl = \"http://x\"\nmodel = \"m\"\napi_key_env = \"ARES_TEST_UNSET_KEY\"\n"), 0o644)
+	if _, err := LoadRunConfig(path); err != nil {
+		t.Fatal(err)
+	}
+}

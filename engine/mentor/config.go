@@ -77,13 +77,17 @@ func (c *RunConfig) Decode(data []byte, path string, full any) error {
 	return nil
 }
 
-// Validate checks the [redteam] and [detect] tables (Config.Validate and
-// detect.Thresholds.Validate) of the config read from path, whose text is
-// data (nil: read path); the first failure names the file, line and key.
+// Validate checks the [redteam], [detect] and [judge] tables
+// (Config.Validate, detect.Thresholds.Validate, judge.Config.Validate) of the
+// config read from path, whose text is data (nil: read path); the first
+// failure names the file, line and key.
 func (c *RunConfig) Validate(path string, data []byte) error {
 	err := cfgcheck.Under("redteam", c.Redteam.Validate())
 	if err == nil {
 		err = cfgcheck.Under("detect", c.Detect.Validate())
+	}
+	if err == nil {
+		err = c.Judge.Validate()
 	}
 	return cfgcheck.Locate(path, data, err)
 }

@@ -318,10 +318,8 @@ func (c *Study) check() error {
 	if _, _, err := c.placementSpec().Parse(); err != nil {
 		add(err)
 	}
-	switch c.Judge.Kind {
-	case "", "oracle", "classifier", "http", "command":
-	default:
-		add(c.errf("judge.kind", "%q is not one of oracle, classifier, http, command", c.Judge.Kind))
+	if err := c.Judge.Validate(); err != nil {
+		add(cfgcheck.Locate(c.file, c.raw, err))
 	}
 	errs = append(errs, c.checkNumbers()...)
 	errs = append(errs, c.checkGoals()...)
