@@ -18,10 +18,11 @@ CUDA_ARCHS ?= 80 90
 GO ?= go
 BUILD := build
 SHIM := $(BUILD)/lib/libares_torch.so
+MULTIARCH := $(shell $(CXX) -print-multiarch)
 
 ifeq ($(strip $(LIBTORCH)),)
   TORCH_KIND := debian libtorch-dev
-  TORCH_LIBDIR := /usr/lib/$(shell $(CXX) -print-multiarch)
+  TORCH_LIBDIR := /usr/lib/$(MULTIARCH)
   TORCH_INC := -I/usr/include/torch/csrc/api/include
   TORCH_VERSION_H := /usr/include/torch/csrc/api/include/torch/version.h
   TORCH_RPATH :=
@@ -57,6 +58,13 @@ else
   CUDA_OBJS :=
   CUDA_STATE := no
 endif
+# The host allocator: gperftools' tcmalloc, linked into every Go binary
+# (engine/torch/malloc_tcmalloc.go) when its library is installed (make deps
+# installs it); without it, glibc's malloc with the engine's tuning
+# (-tags glibcmalloc). GOTAGS=glibcmalloc chooses glibc's.
+TCMALLOC_LIB := $(wildcard /usr/lib/$(MULTIARCH)/libtcmalloc_minimal.so.4 /lib/$(MULTIARCH)/libtcmalloc_minimal.so.4 /usr/lib/libtcmalloc_minimal.so.4)
+GOTAGS ?= $(if $(TCMALLOC_LIB),,glibcmalloc)
+GOTAGFLAG := $(if $(strip $(GOTAGS)),-tags $(GOTAGS),)
 NVCC_FLAGS := -std=c++17 -O2 -Xcompiler -fPIC -Ikernels/include -Ikernels/cuda \
   $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 
@@ -97,7 +105,7 @@ $(BUILD)/bin/torchops-floor: bench/torchops/floor/floor.cpp $(BUILD)/torch.mk | 
 	$(CXX) $(filter-out -fPIC,$(CXXFLAGS)) $< -o $@ $(LDLIBS)
 
 ares: shim
-	$(GO) build -o bin/ares ./cmd/ares
+	$(GO) build $(GOTAGFLAG) -o bin/ares ./cmd/ares
 
 # Compiles the CUDA sources for every target architecture whenever nvcc is
 # present, even with a CPU-only libtorch, so CI proves they build.
@@ -183,7 +191,7 @@ shim-emu: torch-info $(EMU_SHIM)
 # With a CUDA libtorch, gotest runs the kernels themselves instead.
 ifeq ($(TORCH_CUDA),)
 gotest-emu: shim shim-emu
-	LD_LIBRARY_PATH=$(abspath $(BUILD)/lib-emu) ARES_TEST_KERNELS=host-emu $(GO) test -count=1 \
+	LD_LIBRARY_PATH=$(abspath $(BUILD)/lib-emu) ARES_TEST_KERNELS=host-emu $(GO) test $(GOTAGFLAG) -count=1 \
 	  -run 'Reward|TokenLogProbs|FusedKernels' ./engine/torch
 else
 gotest-emu:
@@ -194,10 +202,10 @@ deps:
 	@LIBTORCH='$(LIBTORCH)' bash scripts/install-deps.sh
 
 vet: shim
-	$(GO) vet ./...
+	$(GO) vet $(GOTAGFLAG) ./...
 
 gotest: shim
-	$(GO) test ./...
+	$(GO) test $(GOTAGFLAG) ./...
 
 # Hugging Face's own JavaScript tokenizers and Jinja, and real tokenizer.json /
 # tokenizer_config.json files of four model families: the references of the
@@ -221,8 +229,8 @@ test: deps
 	@# checkpoint writer/reader, judges, launcher and internal helpers; the
 	@# concurrent tests only where the rest is slow under -race (about 70 s
 	@# on 2 cores with a warm build cache).
-	$(GO) test -race -short -count=1 ./checkpoints/... ./engine/judge ./engine/dist ./internal/...
-	$(GO) test -race -short -count=1 -run 'TestEncodeBatch|TestTrainDeterministic|TestTrainChunking|TestTrainSaveLoad|TestStreams|TestStore|TestCollectives|TestPeerGone|TestCollectiveTimesOut|TestThreadCountOnEveryOSThread|TestInjectFailure|TestInterruptDataParallel|TestInterruptThenResume|TestPanicExitsOne|TestSignalExitCodes|TestSFTInterruptAndResume' \
+	$(GO) test $(GOTAGFLAG) -race -short -count=1 ./checkpoints/... ./engine/judge ./engine/dist ./internal/...
+	$(GO) test $(GOTAGFLAG) -race -short -count=1 -run 'TestEncodeBatch|TestTrainDeterministic|TestTrainChunking|TestTrainSaveLoad|TestStreams|TestStore|TestCollectives|TestPeerGone|TestCollectiveTimesOut|TestThreadCountOnEveryOSThread|TestInjectFailure|TestInterruptDataParallel|TestInterruptThenResume|TestPanicExitsOne|TestSignalExitCodes|TestSFTInterruptAndResume' \
 	  ./tokenizer ./engine/torch ./engine/train ./cmd/ares
 
 demo: deps

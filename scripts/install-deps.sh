@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need on Debian 12, and only what is
 # missing: libtorch (unless LIBTORCH names another one), Gloo's headers (for
-# c10d on CPUs), OpenBLAS (without it
+# c10d on CPUs), tcmalloc (the host allocator), OpenBLAS (without it
 # Debian's libtorch falls back to the slow reference BLAS), PyTorch for Python
 # (the reference and peer scripts), Node.js and npm (the tokenizer and
 # chat-template references), and in CI the CUDA compiler for the
@@ -17,6 +17,9 @@ have_pkg libopenblas0-pthread || pkgs+=(libopenblas0-pthread)
 # Gloo process group (distributed training on CPUs) is unavailable.
 have_pkg libgloo-dev || pkgs+=(libgloo-dev)
 have_pkg python3-torch || pkgs+=(python3-torch)
+# gperftools' tcmalloc, the host allocator linked into the engine's binaries
+# (engine/torch/malloc_tcmalloc.go).
+have_pkg libtcmalloc-minimal4 || pkgs+=(libtcmalloc-minimal4)
 # Node.js and npm run Hugging Face's own JavaScript tokenizers and Jinja, the
 # references of the tokenizer and chat-template tests (make refs).
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/ares-rlhf/ares/bench/internal/child"
@@ -133,18 +134,42 @@ func run(iters, steps int, outPath string) error {
 	if err != nil {
 		return err
 	}
-	floor, err := runFloor(iters)
+	floor, err := runFloor(iters, "")
 	if err != nil {
 		return err
 	}
 	info, _ := torch.Describe()
+	// With tcmalloc linked into the engine, the floor runs a second time on
+	// the same allocator (LD_PRELOAD), so that Go / floor compares like with like.
+	var floorTC map[string]float64
+	if lib := mappedLib("libtcmalloc_minimal"); lib != "" {
+		if floorTC, err = runFloor(iters, lib); err != nil {
+			return err
+		}
+	}
 	var md bytes.Buffer
 	fmt.Fprintf(&md, "# engine/torch per-op overhead and memory (CPU)\n\n")
 	fmt.Fprintf(&md, "Measured %s by `go run ./bench/torchops -iters %d -steps %d`, on %d CPUs (%s/%s), libtorch %s (Go side) and PyTorch %s (peer), 1 intra-op thread on both sides.\n\n",
 		time.Now().UTC().Format("2006-01-02"), iters, steps, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, info.RuntimeVersion, peer.Torch)
-	fmt.Fprintf(&md, "| op | Go engine ns/op | PyTorch (Python) ns/op | C++ loop on ATen ns/op (floor) | Go / PyTorch | Go / floor |\n|---|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&md, "Host allocator of the Go engine: %s. PyTorch and the floor use glibc's malloc", info.Allocator)
+	if floorTC != nil {
+		fmt.Fprintf(&md, "; the floor runs again with tcmalloc preloaded (floor, tcmalloc)")
+	}
+	fmt.Fprintf(&md, ".\n\n| op | Go engine ns/op | PyTorch (Python) ns/op | C++ loop on ATen ns/op (floor) | Go / PyTorch | Go / floor |")
+	if floorTC != nil {
+		fmt.Fprintf(&md, " floor, tcmalloc ns/op | Go / floor, tcmalloc |")
+	}
+	md.WriteString("\n|---|---:|---:|---:|---:|---:|")
+	if floorTC != nil {
+		md.WriteString("---:|---:|")
+	}
+	md.WriteString("\n")
 	for _, n := range names {
-		fmt.Fprintf(&md, "| %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n", n, goNs[n], peer.Ops[n], floor[n], goNs[n]/peer.Ops[n], goNs[n]/floor[n])
+		fmt.Fprintf(&md, "| %s | %.0f | %.0f | %.0f | %.2f | %.2f |", n, goNs[n], peer.Ops[n], floor[n], goNs[n]/peer.Ops[n], goNs[n]/floor[n])
+		if floorTC != nil {
+			fmt.Fprintf(&md, " %.0f | %.2f |", floorTC[n], goNs[n]/floorTC[n])
+		}
+		md.WriteString("\n")
 	}
 	fmt.Fprintf(&md, "\nMLP 1-32-1 training step (forward, MSE, backward, clip, AdamW) on 64 points: Go %.1f µs/step, PyTorch %.1f µs/step (Go / PyTorch %.2f); final loss Go %.2e, PyTorch %.2e.\n\n",
 		stepNs/1e3, peer.MLPStepNs/1e3, stepNs/peer.MLPStepNs, finalLoss, peer.MLPFinalLoss)
@@ -166,8 +191,25 @@ func runPeer(iters, steps int) (*peerResult, error) {
 	return &r, nil
 }
 
-// runFloor builds (make) and runs the C++ floor, floor/floor.cpp.
-func runFloor(iters int) (map[string]float64, error) {
+// mappedLib is the path of the first library mapped into this process whose
+// file name starts with name, or "".
+func mappedLib(name string) string {
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 6 && strings.HasPrefix(filepath.Base(f[5]), name) {
+			return f[5]
+		}
+	}
+	return ""
+}
+
+// runFloor builds (make) and runs the C++ floor, floor/floor.cpp, with
+// preload (a library path, or "") in LD_PRELOAD.
+func runFloor(iters int, preload string) (map[string]float64, error) {
 	_, self, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(self), "..", "..")
 	mk := exec.Command("make", "-s", "-C", root, "build/bin/torchops-floor")
@@ -175,7 +217,11 @@ func runFloor(iters int) (map[string]float64, error) {
 	if err := mk.Run(); err != nil {
 		return nil, fmt.Errorf("building the C++ floor: %w", err)
 	}
-	outb, err := exec.Command(filepath.Join(root, "build", "bin", "torchops-floor"), fmt.Sprint(iters)).Output()
+	cmd := exec.Command(filepath.Join(root, "build", "bin", "torchops-floor"), fmt.Sprint(iters))
+	if preload != "" {
+		cmd.Env = append(os.Environ(), "LD_PRELOAD="+preload)
+	}
+	outb, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("C++ floor: %w", err)
 	}

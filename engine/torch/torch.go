@@ -32,7 +32,14 @@ package torch
 #cgo LDFLAGS: -L${SRCDIR}/../../build/lib -lares_torch -Wl,-rpath,${SRCDIR}/../../build/lib
 #include <stdlib.h>
 #include <malloc.h>
+#include <dlfcn.h>
 #include "ares_torch.h"
+
+// 1 when the process's malloc is gperftools' tcmalloc (see malloc_tcmalloc.go).
+static int ares_tcmalloc_active(void) {
+	void *tc = dlsym(RTLD_DEFAULT, "tc_malloc");
+	return tc != NULL && tc == dlsym(RTLD_DEFAULT, "malloc");
+}
 */
 import "C"
 
@@ -189,10 +196,14 @@ const (
 	trimThreshold = 512 << 20 // free memory kept at the top of the heap
 )
 
-// allocatorPolicy says how glibc's malloc was set up, for `ares version`.
+// allocatorPolicy says which host allocator runs and how it was set up, for
+// `ares version`.
 var allocatorPolicy string
 
-// tuneAllocator keeps freed tensor memory in the process. glibc maps every
+// tuneAllocator keeps freed tensor memory in the process. With tcmalloc
+// linked (malloc_tcmalloc.go, the default) there is nothing to set: it keeps
+// freed memory in its caches. With glibc's malloc (-tags glibcmalloc) it sets
+// two thresholds: glibc maps every
 // block above a dynamic threshold (128 KiB at start) straight from the
 // kernel and returns it on free; a Scope frees a step's activations all at
 // once at its end, so every step would fault its activations in again page
@@ -201,6 +212,9 @@ var allocatorPolicy string
 // mmap threshold and a large trim threshold keep the memory mapped between
 // steps, as PyTorch's CUDA caching allocator does on the GPU.
 func tuneAllocator() string {
+	if C.ares_tcmalloc_active() != 0 {
+		return "tcmalloc (gperftools, linked; build with -tags glibcmalloc for glibc's malloc)"
+	}
 	for _, k := range allocatorEnv {
 		if _, ok := os.LookupEnv(k); ok {
 			return "glibc malloc as the environment sets it (" + k + ")"
