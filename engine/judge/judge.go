@@ -81,9 +81,9 @@ func New(cfg Config, lib *world.Library) (Judge, error) {
 }
 
 // Validate checks the [judge] table's values as New does, without reading a
-// classifier's model file or the API key's environment variable; a run
-// config's loader calls it with the file at
-// hand, so the first bad value names the file, line and key.
+// classifier's model file or the API key's environment variable. A run
+// config's loader calls it with the file at hand, so the first bad value
+// names the file, line and key.
 func (c Config) Validate() error {
 	switch c.Kind {
 	case "", "oracle":

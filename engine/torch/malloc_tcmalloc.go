@@ -6,9 +6,10 @@ package torch
 // tcmalloc (Debian's libtcmalloc-minimal4, which `make deps` installs): it is
 // first among the binary's libraries, so libtorch's and the shim's
 // allocations go to it too. Against glibc's malloc with the engine's tuning
-// (tuneAllocator) it made one op 25-35% cheaper, decode 4-10% faster, reward
-// scoring 10% faster and the training step 5% faster on the same machine,
-// and a scoped step faults no pages in again (bench/results/models-cpu.md,
+// (tuneAllocator) it made one op 25-35% cheaper, and in Debian's OpenBLAS
+// layout decode 4-10%, reward scoring 11% and the training step 5% faster on
+// the same machine (equal or faster in the OpenMP layout); a scoped step
+// faults no pages in again (bench/results/models-cpu.md,
 // torch-ops-cpu.md). Build with -tags glibcmalloc for glibc's malloc (the
 // Makefile does when the library is missing).
 

@@ -203,11 +203,10 @@ var allocatorPolicy string
 // tuneAllocator keeps freed tensor memory in the process. With tcmalloc
 // linked (malloc_tcmalloc.go, the default) there is nothing to set: it keeps
 // freed memory in its caches. With glibc's malloc (-tags glibcmalloc) it sets
-// two thresholds: glibc maps every
-// block above a dynamic threshold (128 KiB at start) straight from the
-// kernel and returns it on free; a Scope frees a step's activations all at
-// once at its end, so every step would fault its activations in again page
-// by page (3.5x the page faults of PyTorch's eager mode, which frees each
+// two thresholds. glibc maps every block above a dynamic threshold (128 KiB
+// at start) straight from the kernel and returns it on free; a Scope frees a
+// step's activations all at once at its end, so every step would fault its
+// activations in again page by page (3.5x the page faults of PyTorch's eager mode, which frees each
 // intermediate as soon as it is dead and so reuses warm memory). A fixed
 // mmap threshold and a large trim threshold keep the memory mapped between
 // steps, as PyTorch's CUDA caching allocator does on the GPU.
