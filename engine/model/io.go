@@ -69,6 +69,7 @@ func (o Options) withDefaults() Options {
 // scale by 1 + weight, at zero), biases at zero),
 // drawn from a generator seeded with seed.
 func Init(cfg *Config, kind Kind, seed uint64, o Options) (m *Transformer, err error) {
+	defer torch.ReleaseFreeMemory() // the unit draws and conversions of the initialisation
 	o = o.withDefaults()
 	var params []Param
 	// randn is std·N(0, 1) of shape, freeing the unit draw on every path.
@@ -151,6 +152,7 @@ func Load(dir string, kind Kind, o Options) (*Transformer, error) {
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil && IsAdapterDir(dir) {
 		return loadWithAdapter(dir, kind, o)
 	}
+	defer torch.ReleaseFreeMemory() // the file's bytes and the dtype conversions of loading
 	o = o.withDefaults()
 	cfgPath := filepath.Join(dir, "config.json")
 	cfg, err := LoadConfig(cfgPath)

@@ -40,6 +40,19 @@ static int ares_tcmalloc_active(void) {
 	void *tc = dlsym(RTLD_DEFAULT, "tc_malloc");
 	return tc != NULL && tc == dlsym(RTLD_DEFAULT, "malloc");
 }
+
+// Hands the allocator's free memory back to the kernel: tcmalloc's
+// MallocExtension_ReleaseFreeMemory, or glibc's malloc_trim.
+static void ares_release_free_memory(void) {
+	if (ares_tcmalloc_active()) {
+		void (*release)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory");
+		if (release != NULL) {
+			release();
+			return;
+		}
+	}
+	malloc_trim(0);
+}
 */
 import "C"
 
@@ -227,6 +240,14 @@ func tuneAllocator() string {
 	}
 	return fmt.Sprintf("glibc malloc, mmap threshold %d MiB, trim threshold %d MiB (ARES_MALLOC=default keeps glibc's)", mmapThreshold>>20, trimThreshold>>20)
 }
+
+// ReleaseFreeMemory hands the host allocator's free memory back to the
+// kernel (tcmalloc's MallocExtension_ReleaseFreeMemory, glibc's
+// malloc_trim). Both keep freed memory for reuse, which is what a training
+// step wants; after a one-off peak, such as building or loading a model
+// (random initialisation, the file's bytes, dtype conversions), that memory
+// would otherwise stay resident beside everything allocated after it.
+func ReleaseFreeMemory() { C.ares_release_free_memory() }
 
 // threadLayout says how the start-up thread counts were chosen, for `ares
 // version`.
