@@ -130,43 +130,37 @@ func loadChat(dir string, raw bool) (tok *tokenizer.Tokenizer, codec *repair.Cod
 const rawHelp = "encode prompt/response as raw text (default: the prompt as a user turn of the model's chat template, the response followed by the end-of-turn token, as in training)"
 
 func runLogprobs(args []string) error {
-	fs := newFlagSet("logprobs")
-	var mf modelFlags
-	mf.register(fs)
-	dir := fs.String("model", "", "model directory (config.json, safetensors, tokenizer.json)")
-	input := fs.String("input", "", "input JSONL: {\"input_ids\": [...]} or {\"prompt\": ..., \"response\": ...} (log-probs of the response tokens, end-of-turn included unless --raw)")
-	raw := fs.Bool("raw", false, rawHelp)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *dir == "" || *input == "" {
-		return usagef("--model and --input are required")
-	}
-	opts, err := mf.options()
-	if err != nil {
-		return err
-	}
-	return scoreLike(*dir, *input, mf, opts, model.CausalLM, *raw)
+	return runScoreLike(args, "logprobs", "model", "model directory (config.json, safetensors, tokenizer.json)",
+		"input JSONL: {\"input_ids\": [...]} or {\"prompt\": ..., \"response\": ...} (log-probs of the response tokens, end-of-turn included unless --raw)",
+		model.CausalLM)
 }
 
 func runScore(args []string) error {
-	fs := newFlagSet("score")
+	return runScoreLike(args, "score", "rm", "reward-model directory (config.json, safetensors, tokenizer.json)",
+		"input JSONL: {\"prompt\": ..., \"response\": ...} (chat-formatted as in training unless --raw) or {\"input_ids\": [...]}",
+		model.Reward)
+}
+
+// runScoreLike is the command name (logprobs or score): its model directory
+// flag dirFlag, --input, --raw and the model flags, then scoreLike.
+func runScoreLike(args []string, name, dirFlag, dirHelp, inputHelp string, kind model.Kind) error {
+	fs := newFlagSet(name)
 	var mf modelFlags
 	mf.register(fs)
-	dir := fs.String("rm", "", "reward-model directory (config.json, safetensors, tokenizer.json)")
-	input := fs.String("input", "", "input JSONL: {\"prompt\": ..., \"response\": ...} (chat-formatted as in training unless --raw) or {\"input_ids\": [...]}")
+	dir := fs.String(dirFlag, "", dirHelp)
+	input := fs.String("input", "", inputHelp)
 	raw := fs.Bool("raw", false, rawHelp)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" || *input == "" {
-		return usagef("--rm and --input are required")
+		return usagef("--%s and --input are required", dirFlag)
 	}
 	opts, err := mf.options()
 	if err != nil {
 		return err
 	}
-	return scoreLike(*dir, *input, mf, opts, model.Reward, *raw)
+	return scoreLike(*dir, *input, mf, opts, kind, *raw)
 }
 
 // scoreLike runs log-probabilities (CausalLM) or reward scores (Reward) over
