@@ -1178,6 +1178,17 @@ func waitLines(path string, n int, done <-chan struct{}, limit time.Duration) bo
 // interrupt starts args, waits until file has n lines plus a random delay,
 // sends sig, and returns the run.
 func (h *harness) interrupt(args []string, file string, n int, delay time.Duration, sig syscall.Signal) run {
+	return h.signalled(args, func(c *exec.Cmd, done <-chan struct{}) {
+		waitLines(file, n, done, 2*time.Minute)
+		time.Sleep(delay)
+		c.Process.Signal(sig)
+	})
+}
+
+// signalled starts args, runs send (which signals the process, or not) while
+// it runs, then waits for it to end (killing it after two minutes) and
+// returns the run. done closes when the process has ended.
+func (h *harness) signalled(args []string, send func(c *exec.Cmd, done <-chan struct{})) run {
 	c := h.cmd(args...)
 	var so, se bytes.Buffer
 	c.Stdout, c.Stderr = &so, &se
@@ -1187,9 +1198,7 @@ func (h *harness) interrupt(args []string, file string, n int, delay time.Durati
 	done := make(chan struct{})
 	var werr error
 	go func() { werr = c.Wait(); close(done) }()
-	waitLines(file, n, done, 2*time.Minute)
-	time.Sleep(delay)
-	c.Process.Signal(sig)
+	send(c, done)
 	select {
 	case <-done:
 	case <-time.After(2 * time.Minute):
@@ -1203,36 +1212,21 @@ func (h *harness) interrupt(args []string, file string, n int, delay time.Durati
 // once it holds, and returns the run (sent or not: a run that ended first
 // is returned as it ended).
 func (h *harness) interruptWhen(args []string, ready func(pid int) bool, sig syscall.Signal) run {
-	c := h.cmd(args...)
-	var so, se bytes.Buffer
-	c.Stdout, c.Stderr = &so, &se
-	if err := c.Start(); err != nil {
-		return run{exit: -1, stderr: err.Error()}
-	}
-	done := make(chan struct{})
-	var werr error
-	go func() { werr = c.Wait(); close(done) }()
-	end := time.Now().Add(2 * time.Minute)
-poll:
-	for time.Now().Before(end) {
-		select {
-		case <-done:
-			break poll
-		default:
+	return h.signalled(args, func(c *exec.Cmd, done <-chan struct{}) {
+		end := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(end) {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if ready(c.Process.Pid) {
+				c.Process.Signal(sig)
+				return
+			}
+			time.Sleep(time.Millisecond)
 		}
-		if ready(c.Process.Pid) {
-			c.Process.Signal(sig)
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	select {
-	case <-done:
-	case <-time.After(2 * time.Minute):
-		c.Process.Kill()
-		<-done
-	}
-	return run{exit: exitCode(werr), stdout: so.String(), stderr: se.String()}
+	})
 }
 
 const sftLong = `[run]

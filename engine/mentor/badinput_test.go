@@ -40,7 +40,7 @@ func TestConfigNonFinite(t *testing.T) {
 // [redteam.sampler] and [detect] (1e300) are refused at load with file,
 // line and key; before they were accepted and ran.
 func TestConfigUpperBounds(t *testing.T) {
-	for _, tc := range []struct{ text, want string }{
+	wantLoadErrors(t, []loadCase{
 		{"[redteam]\nrm_scale = 1e300\n", "rt.toml:2: redteam.rm_scale: 1e+300 is above"},
 		{"[redteam]\nk = 100000000\n", "rt.toml:2: redteam.k: 100000000 is above"},
 		{"[redteam.sampler]\neta = 1e300\n", "rt.toml:2: redteam.sampler.eta: 1e+300 is above"},
@@ -49,13 +49,7 @@ func TestConfigUpperBounds(t *testing.T) {
 		{"[detect]\nrm_high = 1e300\n", "rt.toml:2: detect.rm_high: 1e+300 is not in"},
 		{"[detect]\nrm_margin = -1e300\n", "rt.toml:2: detect.rm_margin: -1e+300 is not in"},
 		{"[detect]\na_margin = 1e300\n", "rt.toml:2: detect.a_margin: 1e+300 is not in"},
-	} {
-		path := filepath.Join(t.TempDir(), "rt.toml")
-		os.WriteFile(path, []byte(tc.text), 0o644)
-		if _, err := LoadRunConfig(path); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
-		}
-	}
+	})
 	path := filepath.Join(t.TempDir(), "rt.toml")
 	os.WriteFile(path, []byte("[redteam]\nrm_scale = 2\n[detect]\nrm_high = -3\nrm_margin = 0.5\n"), 0o644)
 	if _, err := LoadRunConfig(path); err != nil {
@@ -67,24 +61,34 @@ func TestConfigUpperBounds(t *testing.T) {
 // config is loaded, naming the file, line and key (before, the error came
 // from building the judge and named the key alone).
 func TestJudgeConfigErrorsLocated(t *testing.T) {
-	for _, tc := range []struct{ text, want string }{
+	wantLoadErrors(t, []loadCase{
 		{"[judge]\nkind = \"vibes\"\n", `rt.toml:2: judge.kind: "vibes" is not one of`},
 		{"[judge]\nkind = \"command\"\n[judge.command]\nargv = [\"sh\"]\ntimeout_s = -1\n", "rt.toml:5: judge.command.timeout_s: -1 is not a non-negative"},
 		{"[judge]\nkind = \"command\"\n[judge.command]\nargv = [\"sh\"]\nbatch_size = -5\n", "rt.toml:5: judge.command.batch_size: -5 is not in"},
 		{"[judge]\nkind = \"http\"\n[judge.http]\nurl = \"ftp://x\"\nmodel = \"m\"\n", `rt.toml:4: judge.http.url: "ftp://x" is not an http(s) URL`},
 		{"[judge]\nkind = \"http\"\n[judge.http]\nurl = \"http://x\"\nmodel = \"m\"\nparser = \"regex\"\nregex = \"(\"\n", "rt.toml:7: judge.http.regex:"},
 		{"[judge]\nkind = \"classifier\"\n", "rt.toml: judge.model: the classifier needs a model file"},
-	} {
-		path := filepath.Join(t.TempDir(), "rt.toml")
-		os.WriteFile(path, []byte(tc.text), 0o644)
-		if _, err := LoadRunConfig(path); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
-		}
-	}
+	})
 	// The API key's variable is read where the judge is built, not at load.
 	path := filepath.Join(t.TempDir(), "rt.toml")
 	os.WriteFile(path, []byte("[judge]\nkind = \"http\"\n[judge.http]\nurl = \"http://x\"\nmodel = \"m\"\napi_key_env = \"ARES_TEST_UNSET_KEY\"\n"), 0o644)
 	if _, err := LoadRunConfig(path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// loadCase is the text of an rt.toml and a part of the error loading it must give.
+type loadCase struct{ text, want string }
+
+// wantLoadErrors writes each case's text to rt.toml and checks that
+// LoadRunConfig refuses it with an error containing want.
+func wantLoadErrors(t *testing.T, cases []loadCase) {
+	t.Helper()
+	for _, tc := range cases {
+		path := filepath.Join(t.TempDir(), "rt.toml")
+		os.WriteFile(path, []byte(tc.text), 0o644)
+		if _, err := LoadRunConfig(path); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
+		}
 	}
 }
