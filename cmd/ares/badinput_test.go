@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ares-rlhf/ares/internal/cfgtest"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
 
@@ -59,7 +60,14 @@ func TestSFTRejectsNaNLearningRate(t *testing.T) {
 // TestRedteamConfigNumbers: `ares redteam` runs the shared [redteam] and
 // [detect] checks and its own, with file, line and key.
 func TestRedteamConfigNumbers(t *testing.T) {
-	for _, tc := range []struct{ text, want string }{
+	cfgtest.WantErrors(t, func(text string) error {
+		path := cfgtest.Write(t, "rt.toml", text+"\n[models]\npolicy = \"p\"\nrm = \"r\"\n")
+		c, err := loadRedteamConfig(path)
+		if err == nil {
+			err = c.validate(path)
+		}
+		return err
+	}, strings.Contains, []cfgtest.Case{
 		{"[redteam]\nbudget = 8\nrm_scale = nan\n", "rt.toml:3: redteam.rm_scale: NaN is not a finite number"},
 		{"[redteam.sampler]\nexplore = nan\n", "rt.toml:2: redteam.sampler.explore: NaN"},
 		{"[detect]\npolicy_harm_rate = nan\n", "rt.toml:2: detect.policy_harm_rate: NaN"},
@@ -69,17 +77,7 @@ func TestRedteamConfigNumbers(t *testing.T) {
 		{"[generation]\nbatch = 100000000\n", "rt.toml:2: generation.batch: 100000000 is above"},
 		{"[redteam.sampler]\ncap = 1e300\n", "rt.toml:2: redteam.sampler.cap: 1e+300 is above"},
 		{"[detect]\nrm_high = 1e300\n", "rt.toml:2: detect.rm_high: 1e+300 is not in"},
-	} {
-		path := filepath.Join(t.TempDir(), "rt.toml")
-		os.WriteFile(path, []byte(tc.text+"\n[models]\npolicy = \"p\"\nrm = \"r\"\n"), 0o644)
-		c, err := loadRedteamConfig(path)
-		if err == nil {
-			err = c.validate(path)
-		}
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
-		}
-	}
+	})
 }
 
 // TestEmptyDataFileNamed: an empty data.sft or data.pairs file failed with

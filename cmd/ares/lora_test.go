@@ -10,6 +10,7 @@ import (
 	"github.com/ares-rlhf/ares/checkpoints"
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/torch"
+	"github.com/ares-rlhf/ares/internal/cfgtest"
 )
 
 // loraBase writes a small synthetic-world policy to train adapters on.
@@ -158,19 +159,19 @@ func policyLogProbs(t *testing.T, dir string) []float32 {
 }
 
 func TestLoRAConfigErrors(t *testing.T) {
-	for _, c := range []struct{ body, want string }{
+	// The error names the key, and the file with the key's line.
+	cfgtest.WantErrors(t, func(body string) error {
+		cfg := writeConfig(t, "[data]\nworld = true\n"+body)
+		return runErr([]string{"sft", "--config", cfg, "--out", t.TempDir()})
+	}, func(s, want string) bool {
+		return strings.Contains(s, want) && strings.Contains(s, "run.toml:")
+	}, []cfgtest.Case{
 		{"[lora.policy]\nlora_alpha = 8\n", "lora.policy.r"},
 		{"[lora.policy]\nr = 4\nlora_alpha = nan\ntarget_modules = [\"q_proj\"]\n", "lora.policy.lora_alpha"},
 		{"[lora.rm]\nr = 4\nlora_alpha = 8\nlora_dropout = 1.5\ntarget_modules = [\"q_proj\"]\n", "lora.rm.lora_dropout"},
 		{"[lora.policy]\nr = 4\nlora_alpha = 8\n", "lora.policy.target_modules"},
 		{"[lora.policy]\nrank = 4\n", "rank"},
-	} {
-		cfg := writeConfig(t, "[data]\nworld = true\n"+c.body)
-		err := runErr([]string{"sft", "--config", cfg, "--out", t.TempDir()})
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "run.toml:") {
-			t.Errorf("%q: got %v, want an error naming %s with its line", c.body, err, c.want)
-		}
-	}
+	})
 	// Adapters on a model started from scratch have no base to save against.
 	cfg := writeConfig(t, "[data]\nworld = true\n[lora.policy]\nr = 2\nlora_alpha = 4\ntarget_modules = [\"q_proj\"]\n")
 	if err := runErr([]string{"sft", "--config", cfg, "--out", t.TempDir()}); err == nil || !strings.Contains(err.Error(), "models.policy") {

@@ -2,10 +2,10 @@ package mentor
 
 import (
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ares-rlhf/ares/internal/cfgtest"
 )
 
 // TestConfigNonFinite: NaN passed `rm_scale < 0` and collapsed the sampler;
@@ -25,22 +25,17 @@ func TestConfigNonFinite(t *testing.T) {
 	if err := (Config{}).Validate(); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "rt.toml")
-	os.WriteFile(path, []byte("[redteam]\nbudget = 8\nrm_scale = nan\n\n[detect]\nharm = nan\n"), 0o644)
-	if _, err := LoadRunConfig(path); err == nil || !strings.Contains(err.Error(), "rt.toml:3: redteam.rm_scale: NaN is not a finite number") {
-		t.Fatalf("load: %v", err)
-	}
-	os.WriteFile(path, []byte("[redteam]\nbudget = 8\n\n[detect]\nharm = nan\n"), 0o644)
-	if _, err := LoadRunConfig(path); err == nil || !strings.Contains(err.Error(), "rt.toml:5: detect.harm:") {
-		t.Fatalf("load: %v", err)
-	}
+	cfgtest.WantLoadErrors(t, "rt.toml", LoadRunConfig, []cfgtest.Case{
+		{"[redteam]\nbudget = 8\nrm_scale = nan\n\n[detect]\nharm = nan\n", "rt.toml:3: redteam.rm_scale: NaN is not a finite number"},
+		{"[redteam]\nbudget = 8\n\n[detect]\nharm = nan\n", "rt.toml:5: detect.harm:"},
+	})
 }
 
 // TestConfigUpperBounds: finite but absurd values of [redteam],
 // [redteam.sampler] and [detect] (1e300) are refused at load with file,
 // line and key; before they were accepted and ran.
 func TestConfigUpperBounds(t *testing.T) {
-	wantLoadErrors(t, []loadCase{
+	cfgtest.WantLoadErrors(t, "rt.toml", LoadRunConfig, []cfgtest.Case{
 		{"[redteam]\nrm_scale = 1e300\n", "rt.toml:2: redteam.rm_scale: 1e+300 is above"},
 		{"[redteam]\nk = 100000000\n", "rt.toml:2: redteam.k: 100000000 is above"},
 		{"[redteam.sampler]\neta = 1e300\n", "rt.toml:2: redteam.sampler.eta: 1e+300 is above"},
@@ -50,9 +45,7 @@ func TestConfigUpperBounds(t *testing.T) {
 		{"[detect]\nrm_margin = -1e300\n", "rt.toml:2: detect.rm_margin: -1e+300 is not in"},
 		{"[detect]\na_margin = 1e300\n", "rt.toml:2: detect.a_margin: 1e+300 is not in"},
 	})
-	path := filepath.Join(t.TempDir(), "rt.toml")
-	os.WriteFile(path, []byte("[redteam]\nrm_scale = 2\n[detect]\nrm_high = -3\nrm_margin = 0.5\n"), 0o644)
-	if _, err := LoadRunConfig(path); err != nil {
+	if _, err := LoadRunConfig(cfgtest.Write(t, "rt.toml", "[redteam]\nrm_scale = 2\n[detect]\nrm_high = -3\nrm_margin = 0.5\n")); err != nil {
 		t.Fatalf("sane values refused: %v", err)
 	}
 }
@@ -61,7 +54,7 @@ func TestConfigUpperBounds(t *testing.T) {
 // config is loaded, naming the file, line and key (before, the error came
 // from building the judge and named the key alone).
 func TestJudgeConfigErrorsLocated(t *testing.T) {
-	wantLoadErrors(t, []loadCase{
+	cfgtest.WantLoadErrors(t, "rt.toml", LoadRunConfig, []cfgtest.Case{
 		{"[judge]\nkind = \"vibes\"\n", `rt.toml:2: judge.kind: "vibes" is not one of`},
 		{"[judge]\nkind = \"command\"\n[judge.command]\nargv = [\"sh\"]\ntimeout_s = -1\n", "rt.toml:5: judge.command.timeout_s: -1 is not a non-negative"},
 		{"[judge]\nkind = \"command\"\n[judge.command]\nargv = [\"sh\"]\nbatch_size = -5\n", "rt.toml:5: judge.command.batch_size: -5 is not in"},
@@ -70,25 +63,7 @@ func TestJudgeConfigErrorsLocated(t *testing.T) {
 		{"[judge]\nkind = \"classifier\"\n", "rt.toml: judge.model: the classifier needs a model file"},
 	})
 	// The API key's variable is read where the judge is built, not at load.
-	path := filepath.Join(t.TempDir(), "rt.toml")
-	os.WriteFile(path, []byte("[judge]\nkind = \"http\"\n[judge.http]\nurl = \"http://x\"\nmodel = \"m\"\napi_key_env = \"ARES_TEST_UNSET_KEY\"\n"), 0o644)
-	if _, err := LoadRunConfig(path); err != nil {
+	if _, err := LoadRunConfig(cfgtest.Write(t, "rt.toml", "[judge]\nkind = \"http\"\n[judge.http]\nurl = \"http://x\"\nmodel = \"m\"\napi_key_env = \"ARES_TEST_UNSET_KEY\"\n")); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// loadCase is the text of an rt.toml and a part of the error loading it must give.
-type loadCase struct{ text, want string }
-
-// wantLoadErrors writes each case's text to rt.toml and checks that
-// LoadRunConfig refuses it with an error containing want.
-func wantLoadErrors(t *testing.T, cases []loadCase) {
-	t.Helper()
-	for _, tc := range cases {
-		path := filepath.Join(t.TempDir(), "rt.toml")
-		os.WriteFile(path, []byte(tc.text), 0o644)
-		if _, err := LoadRunConfig(path); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
-		}
 	}
 }

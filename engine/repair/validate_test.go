@@ -1,17 +1,17 @@
 package repair
 
 import (
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/ares-rlhf/ares/internal/cfgtest"
 )
 
 // TestRunConfigNumbers: non-finite and out-of-range numbers are refused
 // with file, line and key, in a fixed order (the first bad key in the file's
 // sections order sft, train_rm, rm_repair, policy_repair).
 func TestRunConfigNumbers(t *testing.T) {
-	wantLoadErrors(t, []loadCase{
+	cfgtest.WantLoadErrors(t, "r.toml", LoadRunConfig, []cfgtest.Case{
 		{"[sft]\nlr = nan\n", "r.toml:2: sft.lr: NaN is not a finite number"},
 		{"[sft]\nlr = inf\n", "r.toml:2: sft.lr: +Inf is not a finite number"},
 		{"[train_rm]\nsteps = 3\nmin_lr_ratio = -0.5\n", "r.toml:3: train_rm.min_lr_ratio: -0.5 is not in [0, 1]"},
@@ -39,7 +39,7 @@ func TestRunConfigNumbers(t *testing.T) {
 // left to overflow in the first optimizer step; the example config, and
 // values at the bounds, still load.
 func TestRunConfigUpperBounds(t *testing.T) {
-	wantLoadErrors(t, []loadCase{
+	cfgtest.WantLoadErrors(t, "r.toml", LoadRunConfig, []cfgtest.Case{
 		{"[sft]\nlr = 1e300\n", "r.toml:2: sft.lr: 1e+300 is above 10"},
 		{"[sft]\nweight_decay = 1e300\n", "r.toml:2: sft.weight_decay: 1e+300 is above"},
 		{"[sft]\nclip = 1e300\n", "r.toml:2: sft.clip: 1e+300 is above"},
@@ -60,32 +60,11 @@ func TestRunConfigUpperBounds(t *testing.T) {
 		{"[lora.rm]\nr = 1000000\nlora_alpha = 4\ntarget_modules = [\"q_proj\"]\n", "r.toml:2: lora.rm.r: 1000000 is above"},
 	})
 	for _, text := range []string{"[sft]\nlr = 10\nclip = 1e6\n[policy_repair]\ntemperature = 100\n", "[joint]\nbt = 1e4\n"} {
-		path := filepath.Join(t.TempDir(), "r.toml")
-		os.WriteFile(path, []byte(text), 0o644)
-		if _, err := LoadRunConfig(path); err != nil {
+		if _, err := LoadRunConfig(cfgtest.Write(t, "r.toml", text)); err != nil {
 			t.Errorf("%q: values at the bounds refused: %v", text, err)
 		}
 	}
 	if _, err := LoadRunConfig(filepath.Join("..", "..", "examples", "repair.toml")); err != nil {
 		t.Errorf("examples/repair.toml: %v", err)
-	}
-}
-
-// loadCase is the text of an r.toml and a part of the error loading it must give.
-type loadCase struct{ text, want string }
-
-// wantLoadErrors writes each case's text to r.toml and checks that
-// LoadRunConfig refuses it with an error containing want.
-func wantLoadErrors(t *testing.T, cases []loadCase) {
-	t.Helper()
-	for _, tc := range cases {
-		path := filepath.Join(t.TempDir(), "r.toml")
-		if err := os.WriteFile(path, []byte(tc.text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		_, err := LoadRunConfig(path)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: error %v, want %q", tc.text, err, tc.want)
-		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/synth"
 	"github.com/ares-rlhf/ares/engine/world"
+	"github.com/ares-rlhf/ares/internal/cfgtest"
 	"github.com/ares-rlhf/ares/tokenizer"
 
 	"github.com/ares-rlhf/ares/engine/repair"
@@ -25,11 +26,7 @@ import (
 
 func writeStudy(t *testing.T, text string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "bench.toml")
-	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return cfgtest.Write(t, "bench.toml", text)
 }
 
 func TestStudyConfigDefaultsAndOverrides(t *testing.T) {
@@ -83,7 +80,7 @@ kl = 0.2
 }
 
 func TestStudyConfigRejects(t *testing.T) {
-	for _, tc := range []struct{ text, want string }{
+	cfgtest.WantLoadErrors(t, "bench.toml", LoadStudy, []cfgtest.Case{
 		{"[study]\nsize = \"quick\"\n\n[policy_repair]\nsteps = 3\nklx = 1\n", "bench.toml:6: policy_repair.klx: unknown key"},
 		{"[study]\nnmae = \"x\"\n", "bench.toml:2: study.nmae: unknown key"},
 		{"seed = 3\n", "bench.toml:1: seed: the study sets the seed"},
@@ -102,12 +99,7 @@ func TestStudyConfigRejects(t *testing.T) {
 		{"joint_bt = 1.0\n", "bench.toml:1: joint_bt: renamed to joint.bt"},
 		{"[models]\npolicy = \"p\"\n", "models.policy and models.rm go together"},
 		{"[models]\npolicy = \"p\"\nrm = \"r\"\n[study]\nstart = \"per-seed\"\n", "study.start: per-seed starts are trained by the study"},
-	} {
-		_, err := LoadStudy(writeStudy(t, tc.text))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("config %q: error %v, want it to contain %q", tc.text, err, tc.want)
-		}
-	}
+	})
 }
 
 // TestRunStudyTiny runs the study end to end at the tiny size: 2 seeds x 2
@@ -208,19 +200,25 @@ func TestRunStudyTiny(t *testing.T) {
 	}
 }
 
-// TestStudyExampleConfig parses bench/study.toml as shipped, and with every
-// optional `#key = value` line uncommented: the documented values must be
-// the defaults, so uncommenting them changes nothing.
-func TestStudyExampleConfig(t *testing.T) {
-	path := filepath.Join("..", "..", "bench", "study.toml")
+// exampleStudy parses bench/<name>, returning its text and path too.
+func exampleStudy(t *testing.T, name string) (c *Study, raw []byte, path string) {
+	t.Helper()
+	path = filepath.Join("..", "..", "bench", name)
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseStudy(raw, path)
-	if err != nil {
+	if c, err = ParseStudy(raw, path); err != nil {
 		t.Fatal(err)
 	}
+	return c, raw, path
+}
+
+// TestStudyExampleConfig parses bench/study.toml as shipped, and with every
+// optional `#key = value` line uncommented: the documented values must be
+// the defaults, so uncommenting them changes nothing.
+func TestStudyExampleConfig(t *testing.T) {
+	c, raw, path := exampleStudy(t, "study.toml")
 	if c.Study.Size != "quick" || len(c.Study.Seeds) < 5 || len(c.Study.Arms) != len(Arms) || len(c.Study.Phases) != len(Phases) {
 		t.Fatalf("example: %+v", c.Study)
 	}
@@ -374,19 +372,8 @@ func TestStudyModelsAndProbes(t *testing.T) {
 // the same seeds with the ares and ares-lora arms, and its [lora] tables are
 // the defaults.
 func TestStudyLoRAConfig(t *testing.T) {
-	load := func(name string) *Study {
-		path := filepath.Join("..", "..", "bench", name)
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := ParseStudy(raw, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	full, lora := load("study.toml"), load("study-lora.toml")
+	full, _, _ := exampleStudy(t, "study.toml")
+	lora, _, _ := exampleStudy(t, "study-lora.toml")
 	if !slices.Equal(lora.Study.Arms, []string{ArmARES, ArmARESLoRA}) || !slices.Equal(lora.Study.Seeds, full.Study.Seeds) {
 		t.Fatalf("study-lora.toml runs %v on %v", lora.Study.Arms, lora.Study.Seeds)
 	}

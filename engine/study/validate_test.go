@@ -1,15 +1,16 @@
 package study
 
 import (
-	"strings"
 	"testing"
+
+	"github.com/ares-rlhf/ares/internal/cfgtest"
 )
 
 // TestStudyConfigNumbers: the study checks its optimiser, red-team and
 // detect numbers with the same checks as the other loaders (before, lr = -1
 // trained and nan passed).
 func TestStudyConfigNumbers(t *testing.T) {
-	for _, tc := range []struct{ text, want string }{
+	cfgtest.WantLoadErrors(t, "bench.toml", LoadStudy, []cfgtest.Case{
 		{"[sft]\nlr = -1\n", "bench.toml:2: sft.lr: -1 must be above 0"},
 		{"[train_rm]\nlr = nan\n", "bench.toml:2: train_rm.lr: NaN is not a finite number"},
 		{"[rm_repair]\nmin_lr_ratio = -1\n", "bench.toml:2: rm_repair.min_lr_ratio:"},
@@ -35,12 +36,7 @@ func TestStudyConfigNumbers(t *testing.T) {
 		{"[model]\nheads = 3\n", "bench.toml:2: model.heads: 3 heads do not split model.hidden 64"},
 		{"[model]\nkv_heads = 3\n", "bench.toml:2: model.kv_heads: 3 does not divide model.heads 4"},
 		{"eval_k = 100000000\n", "bench.toml:1: eval_k: 100000000 is above"},
-	} {
-		_, err := LoadStudy(writeStudy(t, tc.text))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("config %q: error %v, want it to contain %q", tc.text, err, tc.want)
-		}
-	}
+	})
 	if _, err := LoadStudy(writeStudy(t, "[study]\nsize = \"quick\"\n")); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/ares-rlhf/ares/internal/cfgtest"
 )
 
 type optim struct {
@@ -31,31 +33,32 @@ type runFile struct {
 // the order of the lines, whatever the order of the table Renamed; a key
 // renamed for another kind of config only is an ordinary unknown key.
 func TestDecodeRenamed(t *testing.T) {
-	for _, tc := range []struct {
-		kind       Kind
-		text, want string
-	}{
-		{Run, "[run]\nout_dir = \"x\"\n", "r.toml:2: run.out_dir: renamed to run.out"},
-		{Run, "run.out_dir = \"x\"\n", "r.toml:1: run.out_dir: renamed to run.out"},
-		{Run, "joint_bt = 2.0\n", "r.toml:1: joint_bt: renamed to joint.bt"},
-		{Study, "\n[rm]\nsteps = 3\nlr = 1.0\n", "r.toml:2: rm: renamed to train_rm"},
-		{Study, "rm = { steps = 3 }\n", "r.toml:1: rm: renamed to train_rm"},
-		{Redteam, "[models]\npolicy = \"p\"\ndevice = \"cuda\"\n", "r.toml:3: models.device: renamed to run.device"},
-		// Several: all of them, in the order of the lines.
-		{Study, "joint_bt = 1.0\n[study]\nout = \"o\"\n[rm]\nlr = 1.0\n[run]\nout_dir = \"x\"\n",
-			"r.toml:1: joint_bt: renamed to joint.bt\nr.toml:3: study.out: renamed to run.out\n" +
-				"r.toml:4: rm: renamed to train_rm\nr.toml:7: run.out_dir: renamed to run.out"},
-		// [models] rm is a model directory, not the old [rm] table.
-		{Run, "[models]\nrm = \"dir\"\n[rm]\nsteps = 1\n", "r.toml:3: rm: renamed to train_rm"},
-		// redteam.seed moved to run.seed in the red-team config only.
-		{Run, "[redteam]\nseed = 1\n", "r.toml:1: redteam: unknown key"},
-	} {
-		var v runFile
-		err := Decode([]byte(tc.text), "r.toml", tc.kind, &v)
-		if err == nil || err.Error() != tc.want {
-			t.Errorf("%q: error\n%v\nwant\n%s", tc.text, err, tc.want)
+	decode := func(kind Kind) func(string) error {
+		return func(text string) error {
+			var v runFile
+			return Decode([]byte(text), "r.toml", kind, &v)
 		}
 	}
+	cfgtest.WantErrors(t, decode(Run), cfgtest.Whole, []cfgtest.Case{
+		{"[run]\nout_dir = \"x\"\n", "r.toml:2: run.out_dir: renamed to run.out"},
+		{"run.out_dir = \"x\"\n", "r.toml:1: run.out_dir: renamed to run.out"},
+		{"joint_bt = 2.0\n", "r.toml:1: joint_bt: renamed to joint.bt"},
+		// [models] rm is a model directory, not the old [rm] table.
+		{"[models]\nrm = \"dir\"\n[rm]\nsteps = 1\n", "r.toml:3: rm: renamed to train_rm"},
+		// redteam.seed moved to run.seed in the red-team config only.
+		{"[redteam]\nseed = 1\n", "r.toml:1: redteam: unknown key"},
+	})
+	cfgtest.WantErrors(t, decode(Study), cfgtest.Whole, []cfgtest.Case{
+		{"\n[rm]\nsteps = 3\nlr = 1.0\n", "r.toml:2: rm: renamed to train_rm"},
+		{"rm = { steps = 3 }\n", "r.toml:1: rm: renamed to train_rm"},
+		// Several: all of them, in the order of the lines.
+		{"joint_bt = 1.0\n[study]\nout = \"o\"\n[rm]\nlr = 1.0\n[run]\nout_dir = \"x\"\n",
+			"r.toml:1: joint_bt: renamed to joint.bt\nr.toml:3: study.out: renamed to run.out\n" +
+				"r.toml:4: rm: renamed to train_rm\nr.toml:7: run.out_dir: renamed to run.out"},
+	})
+	cfgtest.WantErrors(t, decode(Redteam), cfgtest.Whole, []cfgtest.Case{
+		{"[models]\npolicy = \"p\"\ndevice = \"cuda\"\n", "r.toml:3: models.device: renamed to run.device"},
+	})
 	var v runFile
 	if err := Decode([]byte("[models]\nrm = \"dir\"\n[train_rm]\nsteps = 1\n[joint]\nbt = 2.0\n"), "r.toml", Run, &v); err != nil {
 		t.Fatal(err)
@@ -68,21 +71,19 @@ func TestDecodeRenamed(t *testing.T) {
 // TestDecodeStrictErrors: unknown keys and type errors name file, line and
 // key.
 func TestDecodeStrictErrors(t *testing.T) {
-	for _, tc := range []struct{ text, want string }{
+	cfgtest.WantErrors(t, func(text string) error {
+		var v runFile
+		err := DecodeStrict([]byte(text), "r.toml", &v)
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Errorf("%q: %T is not an *Error", text, err)
+		}
+		return err
+	}, strings.HasPrefix, []cfgtest.Case{
 		{"[run]\nout = \"x\"\nbogus = 1\n", "r.toml:3: run.bogus: unknown key"},
 		{"[train_rm]\nsteps = \"three\"\n", "r.toml:2: train_rm.steps: cannot decode TOML string"},
 		{"[run]\nout = \"x\n", "r.toml:2: (document): basic strings cannot have new lines"},
-	} {
-		var v runFile
-		err := DecodeStrict([]byte(tc.text), "r.toml", &v)
-		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
-			t.Errorf("%q: error %v, want %q", tc.text, err, tc.want)
-		}
-		var e *Error
-		if !errors.As(err, &e) {
-			t.Errorf("%q: %T is not an *Error", tc.text, err)
-		}
-	}
+	})
 }
 
 // TestRenamedTable: every entry is well formed, and no new name is an old
