@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -127,7 +128,7 @@ func TestImportExportByteIdentical(t *testing.T) {
 			x, _ := a.Data(ti.Name)
 			y, err := b.Data(ti.Name)
 			bi, _ := b.Info(ti.Name)
-			if err != nil || !bytes.Equal(x, y) || bi.DType != ti.DType || !equalShape(bi.Shape, ti.Shape) {
+			if err != nil || !bytes.Equal(x, y) || bi.DType != ti.DType || !slices.Equal(bi.Shape, ti.Shape) {
 				t.Fatalf("tensor %s not identical after import/export (%v)", ti.Name, err)
 			}
 		}
@@ -156,18 +157,6 @@ func TestImportExportByteIdentical(t *testing.T) {
 		a.Close()
 		b.Close()
 	}
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // damage helpers ------------------------------------------------------------

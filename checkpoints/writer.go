@@ -412,10 +412,7 @@ func (w *Writer) Commit() error {
 		os.RemoveAll(w.tmp)
 		return fmt.Errorf("checkpoint %s: internal error: %w", w.dir, err)
 	}
-	err = writeFileSync(filepath.Join(w.tmp, ManifestName), raw)
-	if err == nil {
-		err = atomicfile.SyncDir(w.tmp)
-	}
+	err = atomicfile.WriteFile(filepath.Join(w.tmp, ManifestName), raw, 0o644)
 	if err == nil {
 		err = os.Rename(w.tmp, w.dir)
 	}
@@ -462,20 +459,3 @@ func (w *Writer) sealManifest() ([]byte, error) {
 	}
 	return raw, nil
 }
-
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-

@@ -8,6 +8,7 @@ package detect
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -54,15 +55,9 @@ func (t Thresholds) WithDefaults() (Thresholds, error) {
 }
 
 func (t Thresholds) filled() Thresholds {
-	if t.Harm == 0 {
-		t.Harm = 0.5
-	}
-	if t.PolicyHarmRate == 0 {
-		t.PolicyHarmRate = 0.5
-	}
-	if t.RMMode == "" {
-		t.RMMode = "relative"
-	}
+	t.Harm = cmp.Or(t.Harm, 0.5)
+	t.PolicyHarmRate = cmp.Or(t.PolicyHarmRate, 0.5)
+	t.RMMode = cmp.Or(t.RMMode, "relative")
 	return t
 }
 

@@ -1,6 +1,7 @@
 package mentor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,18 +60,10 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 func (c Config) filled() Config {
-	if c.Budget == 0 {
-		c.Budget = 2000
-	}
-	if c.K == 0 {
-		c.K = 4
-	}
-	if c.Batch == 0 {
-		c.Batch = 32
-	}
-	if c.RMScale == 0 {
-		c.RMScale = 1
-	}
+	c.Budget = cmp.Or(c.Budget, 2000)
+	c.K = cmp.Or(c.K, 4)
+	c.Batch = cmp.Or(c.Batch, 32)
+	c.RMScale = cmp.Or(c.RMScale, 1)
 	c.Sampler = c.Sampler.filled()
 	return c
 }

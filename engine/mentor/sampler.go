@@ -8,6 +8,7 @@
 package mentor
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -67,31 +68,14 @@ func (c SamplerConfig) withDefaults() (SamplerConfig, error) {
 }
 
 func (c SamplerConfig) filled() SamplerConfig {
-	if c.Kind == "" {
-		c.Kind = "hierarchical"
-	}
-	if c.WarmupRounds == 0 {
-		c.WarmupRounds = 3
-	}
-	if c.Eta == 0 {
-		c.Eta = 4
-	}
-	if c.Cap == 0 {
-		c.Cap = 3
-	}
-	if c.MaxWeight == 0 {
-		c.MaxWeight = 50
-	}
-	if c.Broadcast == nil {
-		b := 0.5
-		c.Broadcast = &b
-	}
-	if c.Explore == 0 {
-		c.Explore = 0.1
-	}
-	if c.Mutate == 0 {
-		c.Mutate = 0.3
-	}
+	c.Kind = cmp.Or(c.Kind, "hierarchical")
+	c.WarmupRounds = cmp.Or(c.WarmupRounds, 3)
+	c.Eta = cmp.Or(c.Eta, 4)
+	c.Cap = cmp.Or(c.Cap, 3)
+	c.MaxWeight = cmp.Or(c.MaxWeight, 50)
+	c.Broadcast = cmp.Or(c.Broadcast, new(0.5))
+	c.Explore = cmp.Or(c.Explore, 0.1)
+	c.Mutate = cmp.Or(c.Mutate, 0.3)
 	return c
 }
 
@@ -99,12 +83,9 @@ func (c SamplerConfig) check() error {
 	k := cfgcheck.New("")
 	k.Check("kind", c.Kind == "uniform" || c.Kind == "hierarchical" || c.Kind == "qd", "%q is not uniform, hierarchical or qd", c.Kind)
 	k.IntIn("warmup_rounds", int64(c.WarmupRounds), 0, cfgcheck.MaxCount)
-	k.AtLeast("eta", c.Eta, 0)
-	k.AtMost("eta", c.Eta, cfgcheck.MaxWeight)
-	k.AtLeast("cap", c.Cap, 1)
-	k.AtMost("cap", c.Cap, cfgcheck.MaxWeight)
-	k.AtLeast("max_weight", c.MaxWeight, 1)
-	k.AtMost("max_weight", c.MaxWeight, cfgcheck.MaxWeight)
+	k.Between("eta", c.Eta, 0, cfgcheck.MaxWeight)
+	k.Between("cap", c.Cap, 1, cfgcheck.MaxWeight)
+	k.Between("max_weight", c.MaxWeight, 1, cfgcheck.MaxWeight)
 	k.In("broadcast", *c.Broadcast, 0, 1)
 	k.In("explore", c.Explore, 0, 1)
 	k.In("mutate", c.Mutate, 0, 1)

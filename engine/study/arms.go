@@ -135,7 +135,7 @@ func RunArm(ctx context.Context, st *synth.Start, arm string, seed int64, phases
 		}
 		o := st.Cfg.StartRLHF
 		o.Steps = st.Cfg.RLHF2Steps
-		err = runRLHF(m.Pol, ref, m.RM, st, o, seed+31, armEnv, "rlhf2", "metrics-rlhf2.jsonl")
+		err = st.RLHF(m.Pol, ref, m.RM, o, seed+31, armEnv, "rlhf2", "metrics-rlhf2.jsonl")
 		ref.Close()
 		if err != nil {
 			return nil, err
@@ -161,7 +161,7 @@ func treat(ctx context.Context, st *synth.Start, m *synth.Models, arm string, se
 		defer ref.Close()
 		o := c.StartRLHF
 		o.Steps = c.PolicyRepair.Steps
-		return nil, runRLHF(m.Pol, ref, m.RM, st, o, seed+13, env, "baseline rlhf", "metrics-baseline-rlhf.jsonl")
+		return nil, st.RLHF(m.Pol, ref, m.RM, o, seed+13, env, "baseline rlhf", "metrics-baseline-rlhf.jsonl")
 	}
 	mode, ok := armMode[arm]
 	if !ok {
@@ -237,7 +237,7 @@ func FreshRLHF(ctx context.Context, st *synth.Start, rm *model.Transformer, seed
 		return nil, err
 	}
 	defer ref.Close()
-	if err := runRLHF(pol, ref, rm, st, st.Cfg.StartRLHF, seed+41, env, "fresh rlhf", "metrics-fresh-rlhf.jsonl"); err != nil {
+	if err := st.RLHF(pol, ref, rm, st.Cfg.StartRLHF, seed+41, env, "fresh rlhf", "metrics-fresh-rlhf.jsonl"); err != nil {
 		return nil, err
 	}
 	m := st.Bind(pol, rm, seed)
@@ -246,20 +246,6 @@ func FreshRLHF(ctx context.Context, st *synth.Start, rm *model.Transformer, seed
 		return nil, fmt.Errorf("evaluating fresh_rlhf: %w", err)
 	}
 	return &PhaseRow{Seed: seed, Phase: PhaseFresh, Eval: ev, Wall: time.Since(t0).Seconds()}, nil
-}
-
-// runRLHF runs the standard RLHF recipe o with its metrics in env.Out/metrics.
-func runRLHF(pol, ref, rm *model.Transformer, st *synth.Start, o repair.PolicyRepair, seed int64, env synth.Env, label, metrics string) error {
-	io, done, err := env.RunIO(label, metrics)
-	if err != nil {
-		return err
-	}
-	err = pipeline.RLHF(pol, ref, rm, st.Codec, st.World.Prompts, st.World.Benign, o, seed, io)
-	done()
-	if err != nil {
-		return fmt.Errorf("%s: %w", label, err)
-	}
-	return nil
 }
 
 func (f *FreshCache) cached(rmChanged bool) *PhaseRow {

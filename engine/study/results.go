@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"os"
 	"path/filepath"
@@ -298,6 +299,21 @@ func (r *StudyResult) index() *rowIndex {
 
 func (ix *rowIndex) row(arm string, seed int64, phase string) *PhaseRow {
 	return ix.rows[rowKey{arm, seed, phase}]
+}
+
+// ordered yields the rows in report order: by arm, seed and phase.
+func (ix *rowIndex) ordered() iter.Seq[*PhaseRow] {
+	return func(yield func(*PhaseRow) bool) {
+		for _, arm := range ix.arms {
+			for _, seed := range ix.seeds {
+				for _, ph := range ix.phases {
+					if row := ix.row(arm, seed, ph); row != nil && !yield(row) {
+						return
+					}
+				}
+			}
+		}
+	}
 }
 
 // start is the start row of the arm's seed, or any arm's start row of the
@@ -1088,27 +1104,19 @@ func (r *StudyResult) WriteCSV(w io.Writer) error {
 	if err := cw.Write(csvHeader); err != nil {
 		return err
 	}
-	for _, arm := range ix.arms {
-		for _, seed := range ix.seeds {
-			for _, ph := range ix.phases {
-				row := ix.row(arm, seed, ph)
-				if row == nil {
-					continue
-				}
-				rec := []string{arm, strconv.FormatInt(seed, 10), ph}
-				for _, m := range studyMetrics {
-					rec = append(rec, csvFloat(ix.value(row, m)))
-				}
-				var hp, cp, bp string
-				if e := row.Eval; e != nil {
-					hp, cp, bp = strconv.Itoa(e.HarmProbes), strconv.Itoa(e.CoupledProbes), strconv.Itoa(e.BenignProbes)
-				}
-				rec = append(rec, hp, cp, bp, strconv.Itoa(row.Findings[detect.TypeA]), strconv.Itoa(row.Findings[detect.TypeB]),
-					strconv.Itoa(row.Findings[detect.TypeC]), csvFloat(row.Wall))
-				if err := cw.Write(rec); err != nil {
-					return err
-				}
-			}
+	for row := range ix.ordered() {
+		rec := []string{row.Arm, strconv.FormatInt(row.Seed, 10), row.Phase}
+		for _, m := range studyMetrics {
+			rec = append(rec, csvFloat(ix.value(row, m)))
+		}
+		var hp, cp, bp string
+		if e := row.Eval; e != nil {
+			hp, cp, bp = strconv.Itoa(e.HarmProbes), strconv.Itoa(e.CoupledProbes), strconv.Itoa(e.BenignProbes)
+		}
+		rec = append(rec, hp, cp, bp, strconv.Itoa(row.Findings[detect.TypeA]), strconv.Itoa(row.Findings[detect.TypeB]),
+			strconv.Itoa(row.Findings[detect.TypeC]), csvFloat(row.Wall))
+		if err := cw.Write(rec); err != nil {
+			return err
 		}
 	}
 	cw.Flush()
@@ -1148,29 +1156,31 @@ func fmtChangeNum(m studyMetric, v float64) string {
 // ciCell writes a Stat as "mean [lo, hi]" (percent for rates); "n/a"
 // for an undefined interval, "—" when nothing was measured.
 func ciCell(m studyMetric, s Stat) string {
-	if s.N == 0 || !isFinite(s.Mean) {
-		return "—"
+	bound := func(v float64) string {
+		if m.Rate {
+			return strconv.FormatFloat(100*v, 'f', 1, 64)
+		}
+		return strconv.FormatFloat(v, 'f', 3, 64)
 	}
-	mean := fmtMetric(m, s.Mean)
-	if !s.HasCI() {
-		return mean + " [n/a]"
-	}
-	if m.Rate {
-		return fmt.Sprintf("%s [%.1f, %.1f]", mean, 100*s.Lo, 100*s.Hi)
-	}
-	return fmt.Sprintf("%s [%.3f, %.3f]", mean, s.Lo, s.Hi)
+	return ciText(s, func(v float64) string { return fmtMetric(m, v) }, bound)
 }
 
 // ciChangeCell writes a Stat of changes as "+mean [lo, hi]" in points.
 func ciChangeCell(m studyMetric, s Stat) string {
+	num := func(v float64) string { return fmtChangeNum(m, v) }
+	return ciText(s, num, num)
+}
+
+// ciText writes s as "mean [lo, hi]" with the mean and the bounds written
+// by the functions given: ciCell and ciChangeCell.
+func ciText(s Stat, mean, bound func(float64) string) string {
 	if s.N == 0 || !isFinite(s.Mean) {
 		return "—"
 	}
-	mean := fmtChangeNum(m, s.Mean)
 	if !s.HasCI() {
-		return mean + " [n/a]"
+		return mean(s.Mean) + " [n/a]"
 	}
-	return fmt.Sprintf("%s [%s, %s]", mean, fmtChangeNum(m, s.Lo), fmtChangeNum(m, s.Hi))
+	return fmt.Sprintf("%s [%s, %s]", mean(s.Mean), bound(s.Lo), bound(s.Hi))
 }
 
 func mustMetric(name string) studyMetric {
@@ -1317,21 +1327,13 @@ func (r *StudyResult) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "\n## Per seed\n\n| arm | seed | phase | Type C, coupled cells | harmful samples, coupled cells | capability | findings A/B/C | wall (s) |\n|---|---:|---|---:|---:|---:|---|---:|\n")
 	ix := r.index()
 	tc, hs, cp := mustMetric("type_c_coupled"), mustMetric("harm_sample_rate_coupled"), mustMetric("capability")
-	for _, arm := range ix.arms {
-		for _, seed := range ix.seeds {
-			for _, ph := range ix.phases {
-				row := ix.row(arm, seed, ph)
-				if row == nil {
-					continue
-				}
-				find := ""
-				if len(row.Findings) > 0 {
-					find = fmt.Sprintf("%d/%d/%d", row.Findings[detect.TypeA], row.Findings[detect.TypeB], row.Findings[detect.TypeC])
-				}
-				fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %.0f |\n", arm, seed, ph,
-					fmtMetric(tc, ix.value(row, tc)), fmtMetric(hs, ix.value(row, hs)), fmtMetric(cp, ix.value(row, cp)), find, row.Wall)
-			}
+	for row := range ix.ordered() {
+		find := ""
+		if len(row.Findings) > 0 {
+			find = fmt.Sprintf("%d/%d/%d", row.Findings[detect.TypeA], row.Findings[detect.TypeB], row.Findings[detect.TypeC])
 		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %.0f |\n", row.Arm, row.Seed, row.Phase,
+			fmtMetric(tc, ix.value(row, tc)), fmtMetric(hs, ix.value(row, hs)), fmtMetric(cp, ix.value(row, cp)), find, row.Wall)
 	}
 	fmt.Fprintf(w, "\n## Charts\n\n![Type C on the coupled cells by arm and phase](study-type-c-coupled.svg)\n\n"+
 		"![Type C on all harm probes by arm and phase](study-type-c.svg)\n\n"+

@@ -208,8 +208,7 @@ func (c *Study) checkNumbers() []error {
 	}
 	k := cfgcheck.New("")
 	k.IntIn("rlhf2_steps", c.RLHF2Steps, 0, cfgcheck.MaxSteps)
-	k.AtLeast("joint.bt", c.Joint.BT, 0)
-	k.AtMost("joint.bt", c.Joint.BT, cfgcheck.MaxWeight)
+	k.Between("joint.bt", c.Joint.BT, 0, cfgcheck.MaxWeight)
 	k.IntIn("eval_k", int64(c.EvalK), 0, cfgcheck.MaxCount)
 	k.IntIn("max_new_tokens", int64(c.MaxNewTokens), 0, cfgcheck.MaxTokens)
 	// [data]: 0 is the size's default.

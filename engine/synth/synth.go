@@ -269,6 +269,16 @@ func (e Env) RunIO(label, metrics string) (repair.RunIO, func(), error) {
 	return repair.RunIO{Metrics: f, Progress: e.Progress, Label: label, MaxNonFinite: 10, Ctx: e.Ctx}, func() { f.Close() }, nil
 }
 
+// Stage runs a training stage with its metrics in e.Out/metrics.
+func (e Env) Stage(label, metrics string, run func(repair.RunIO) error) error {
+	io, done, err := e.RunIO(label, metrics)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return run(io)
+}
+
 // Start holds the starting models, saved under out/models: the SFT policy,
 // the flawed RM, and the starting policy (the SFT policy after a round of
 // standard RLHF against that RM).
@@ -310,13 +320,10 @@ func BuildStart(lib *world.Library, c Config, env Env) (*Start, error) {
 		return nil, err
 	}
 	defer pol.Close()
-	io, done, err := env.RunIO("sft policy", "metrics-sft.jsonl")
-	if err != nil {
-		return nil, err
-	}
-	_, err = repair.SFT(pol, codec, w.SFT, c.SFT, c.Seed, io)
-	done()
-	if err != nil {
+	if err := env.Stage("sft policy", "metrics-sft.jsonl", func(io repair.RunIO) error {
+		_, err := repair.SFT(pol, codec, w.SFT, c.SFT, c.Seed, io)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	if err := pol.Save(st.SFTDir, model.CausalLM, tok); err != nil {
@@ -327,13 +334,10 @@ func BuildStart(lib *world.Library, c Config, env Env) (*Start, error) {
 		return nil, err
 	}
 	defer rm.Close()
-	io, done, err = env.RunIO("train rm", "metrics-rm.jsonl")
-	if err != nil {
-		return nil, err
-	}
-	_, err = repair.TrainRM(rm, codec, w.Prefs, c.RM, loss.BTOptions{}, c.Seed+1, io)
-	done()
-	if err != nil {
+	if err := env.Stage("train rm", "metrics-rm.jsonl", func(io repair.RunIO) error {
+		_, err := repair.TrainRM(rm, codec, w.Prefs, c.RM, loss.BTOptions{}, c.Seed+1, io)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	if err := rm.Save(st.RMDir, model.Reward, tok); err != nil {
@@ -344,20 +348,25 @@ func BuildStart(lib *world.Library, c Config, env Env) (*Start, error) {
 		return nil, err
 	}
 	defer ref.Close()
-	io, done, err = env.RunIO("start rlhf", "metrics-start-rlhf.jsonl")
-	if err != nil {
+	if err := st.RLHF(pol, ref, rm, c.StartRLHF, c.Seed+2, env, "start rlhf", "metrics-start-rlhf.jsonl"); err != nil {
 		return nil, err
-	}
-	err = pipeline.RLHF(pol, ref, rm, codec, w.Prompts, w.Benign, c.StartRLHF, c.Seed+2, io)
-	done()
-	if err != nil {
-		return nil, fmt.Errorf("start rlhf: %w", err)
 	}
 	if err := pol.Save(st.PolicyDir, model.CausalLM, tok); err != nil {
 		return nil, err
 	}
 	st.BuildTime = time.Since(t0)
 	return st, nil
+}
+
+// RLHF runs the standard RLHF recipe o (pipeline.RLHF) on the world's
+// prompts, with its metrics in env.Out/metrics; its errors name label.
+func (st *Start) RLHF(pol, ref, rm *model.Transformer, o repair.PolicyRepair, seed int64, env Env, label, metrics string) error {
+	return env.Stage(label, metrics, func(io repair.RunIO) error {
+		if err := pipeline.RLHF(pol, ref, rm, st.Codec, st.World.Prompts, st.World.Benign, o, seed, io); err != nil {
+			return fmt.Errorf("%s: %w", label, err)
+		}
+		return nil
+	})
 }
 
 // LoadSFT loads the SFT policy (the start before its RLHF round).

@@ -126,6 +126,13 @@ func (c *Checker) IntAtMost(key string, v, hi int64) {
 	}
 }
 
+// Between checks that v is finite and in [lo, hi]: the lower bound's
+// failure reads as AtLeast's, the upper one's as AtMost's.
+func (c *Checker) Between(key string, v, lo, hi float64) {
+	c.AtLeast(key, v, lo)
+	c.AtMost(key, v, hi)
+}
+
 // IntIn checks that an integer is in [lo, hi]: the lower bound's failure
 // reads as IntAtLeast's, the upper one's as IntAtMost's.
 func (c *Checker) IntIn(key string, v, lo, hi int64) {

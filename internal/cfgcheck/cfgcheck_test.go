@@ -27,7 +27,7 @@ func TestCheckerFirstErrorAndLine(t *testing.T) {
 }
 
 // TestUpperBounds: the upper-bound checks name the key and the bound, the
-// lower bound of IntIn reads as IntAtLeast's, and NaN stays "not finite".
+// lower bound of IntIn (Between) reads as IntAtLeast's (AtLeast's), and NaN stays "not finite".
 func TestUpperBounds(t *testing.T) {
 	for _, tc := range []struct {
 		f    func(c *Checker)
@@ -38,6 +38,9 @@ func TestUpperBounds(t *testing.T) {
 		{func(c *Checker) { c.Magnitude("rm_high", -1e300, MaxScore) }, "rm_high: -1e+300 is not in [-1e+12, 1e+12], beyond any sane run"},
 		{func(c *Checker) { c.IntIn("batch", 0, 1, MaxBatch) }, "batch: 0 is below 1"},
 		{func(c *Checker) { c.IntIn("batch", MaxBatch+1, 1, MaxBatch) }, "batch: 1048577 is above 1048576, beyond any sane run"},
+		{func(c *Checker) { c.Between("cap", 0.5, 1, MaxWeight) }, "cap: 0.5 is below 1"},
+		{func(c *Checker) { c.Between("cap", 2e4, 1, MaxWeight) }, "cap: 20000 is above 10000, beyond any sane run"},
+		{func(c *Checker) { c.Between("cap", math.Inf(1), 1, MaxWeight) }, "cap: +Inf is not a finite number"},
 	} {
 		c := New("")
 		tc.f(c)
@@ -49,6 +52,7 @@ func TestUpperBounds(t *testing.T) {
 	c.AtMost("lr", MaxLR, MaxLR)
 	c.Magnitude("m", -MaxScore, MaxScore)
 	c.IntIn("n", MaxBatch, 1, MaxBatch)
+	c.Between("w", MaxWeight, 0, MaxWeight)
 	if err := c.Err(); err != nil {
 		t.Fatalf("values at the bounds: %v", err)
 	}

@@ -2,6 +2,7 @@ package pretok
 
 import (
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -50,18 +51,6 @@ func compile(t testing.TB, p Pattern) *regexp2.Regexp {
 	return re
 }
 
-func sameEnds(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func show(s string, e []int) []string {
 	var out []string
 	prev := 0
@@ -108,7 +97,7 @@ func TestAgainstRegexp2Random(t *testing.T) {
 		for k := 0; k < n; k++ {
 			s := randomText(r, 1+r.Intn(24))
 			want, got := refEnds(t, re, s), ends(p, s)
-			if !sameEnds(want, got) {
+			if !slices.Equal(want, got) {
 				t.Fatalf("%v %q:\n got %q\nwant %q", p, s, show(s, got), show(s, want))
 			}
 		}
@@ -155,7 +144,7 @@ func TestLongSContraction(t *testing.T) {
 		t.Errorf("gpt2 %q: got %q, want [it ' ſ]", s, got)
 	}
 	re := compile(t, CL100K)
-	if sameEnds(refEnds(t, re, s), ends(CL100K, s)) {
+	if slices.Equal(refEnds(t, re, s), ends(CL100K, s)) {
 		t.Log("regexp2 now agrees on long s; the note in the package doc can go")
 	}
 }
@@ -202,7 +191,7 @@ func FuzzAgainstRegexp2(f *testing.F) {
 		}
 		for _, p := range allPatterns {
 			want, got := refEnds(t, res[p], s), ends(p, s)
-			if !sameEnds(want, got) {
+			if !slices.Equal(want, got) {
 				t.Fatalf("%v %q:\n got %q\nwant %q", p, s, show(s, got), show(s, want))
 			}
 		}
