@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ares-rlhf/ares/internal/cfgtest"
 )
 
 // TestReadFindingsNeedsThresholds: a record without thresholds would read
@@ -46,22 +48,15 @@ func TestThresholdsNonFinite(t *testing.T) {
 // was read twice (repair weighed it double); both are refused with the file
 // and line, a repeat also with the line of the first.
 func TestReadFindingsProbeAndDuplicates(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "f.jsonl")
 	rec := func(id string) string {
 		return `{"schema":1,"type":"A","probe":{"id":"` + id + `","kind":"harm","prompt":"p","source":"x"},"samples":[{"text":"no","harm":0}],"thresholds":{"harm":0.5,"policy_harm_rate":0.5,"rm_mode":"relative"}}`
 	}
 	noProbe := `{"schema":1,"type":"A","samples":[{"text":"no","harm":0}],"thresholds":{"harm":0.5,"policy_harm_rate":0.5,"rm_mode":"relative"}}`
-	for _, tc := range []struct{ body, want string }{
+	cfgtest.WantLoadErrors(t, "f.jsonl", ReadFindings, []cfgtest.Case{
 		{noProbe + "\n", "f.jsonl:1: probe: missing id"},
 		{rec("a") + "\n" + rec("b") + "\n" + rec("a") + "\n", `f.jsonl:3: duplicate probe id "a" (first on line 1)`},
-	} {
-		os.WriteFile(path, []byte(tc.body), 0o644)
-		if _, err := ReadFindings(path); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: %v, want %q", tc.body, err, tc.want)
-		}
-	}
-	os.WriteFile(path, []byte(rec("a")+"\n"+rec("b")+"\n"), 0o644)
-	if fs, err := ReadFindings(path); err != nil || len(fs) != 2 {
+	})
+	if fs, err := ReadFindings(cfgtest.Write(t, "f.jsonl", rec("a")+"\n"+rec("b")+"\n")); err != nil || len(fs) != 2 {
 		t.Fatalf("distinct probes: %v %v", fs, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ares-rlhf/ares/engine/repair"
+	"github.com/ares-rlhf/ares/internal/cfgtest"
 )
 
 func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
@@ -470,7 +471,7 @@ value = 0.1
 	if d, _ := ParseStudy([]byte("[study]\n"), "x.toml"); !reflect.DeepEqual(d.GoalSpecs(), DefaultGoals()) {
 		t.Fatal("no [[goals]]: the defaults")
 	}
-	for _, tc := range []struct{ text, want string }{
+	cfgtest.WantLoadErrors(t, "bench.toml", LoadStudy, []cfgtest.Case{
 		{"[[goals]]\nmetric = \"type_x\"\narms = [\"ares\"]\nphase = \"repaired\"\nrule = \"change_ci_within\"\nvalue = 0.1\n",
 			"bench.toml:2: goals[0].metric: \"type_x\" is not one of"},
 		{"[[goals]]\nmetric = \"capability\"\narms = [\"ares\"]\nphase = \"repaired\"\nrule = \"change_ci_within\"\nvalue = 0.1\n" +
@@ -492,12 +493,7 @@ value = 0.1
 			"bench.toml:7: goals[0].compare_phase: \"soon\" is not one of"},
 		{"[[goals]]\nmetric = \"capability\"\narms = [\"ares\"]\nphase = \"repaired\"\nrule = \"change_ci_within\"\nvalue = 0.1\nlimit = 3\n",
 			"bench.toml:7: goals.limit: unknown key"},
-	} {
-		_, err := LoadStudy(writeStudy(t, tc.text))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("config %q:\nerror %v\nwant it to contain %q", tc.text, err, tc.want)
-		}
-	}
+	})
 }
 
 // TestGoalsExampleConfig: bench/study.toml and bench/study-full.toml write
