@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -83,7 +85,7 @@ func TestSharder(t *testing.T) {
 				s := &Sharder{N: n, Rank: r, World: 3, Shuffle: true, Seed: 7, DropLast: drop}
 				idx := s.Indices(2)
 				again := (&Sharder{N: n, Rank: r, World: 3, Shuffle: true, Seed: 7, DropLast: drop}).Indices(2)
-				if !equalInts(idx, again) {
+				if !slices.Equal(idx, again) {
 					t.Fatalf("not deterministic: %v %v", idx, again)
 				}
 				if per >= 0 && len(idx) != per || len(idx) != s.PerRank() {
@@ -104,7 +106,7 @@ func TestSharder(t *testing.T) {
 	}
 	a := (&Sharder{N: 50, World: 2, Shuffle: true, Seed: 1}).Indices(0)
 	b := (&Sharder{N: 50, World: 2, Shuffle: true, Seed: 1}).Indices(1)
-	if equalInts(a, b) {
+	if slices.Equal(a, b) {
 		t.Fatal("epochs shuffle identically")
 	}
 	if lo, hi, err := SplitBatch(32, 1, 2); err != nil || lo != 16 || hi != 32 {
@@ -113,18 +115,6 @@ func TestSharder(t *testing.T) {
 	if _, _, err := SplitBatch(33, 0, 2); err == nil {
 		t.Fatal("uneven batch accepted")
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestBuckets(t *testing.T) {
@@ -148,7 +138,7 @@ func TestBuckets(t *testing.T) {
 		t.Fatalf("buckets %v, want %v", got, want)
 	}
 	for i := range want {
-		if !equalInts(got[i], want[i]) {
+		if !slices.Equal(got[i], want[i]) {
 			t.Fatalf("buckets %v, want %v", got, want)
 		}
 	}
@@ -257,17 +247,24 @@ const equalityTol = 1e-5
 
 const kSteps = 20
 
-func TestTwoProcessesMatchOne(t *testing.T) {
-	dir := t.TempDir()
-	out2 := filepath.Join(dir, "two.state")
-	o := workerCmd("train", "ARES_DT_FROM=0", "ARES_DT_TO=20", "ARES_DT_OUT="+out2)
+// trainTwoProcesses trains steps [0, to) in two launched worker processes
+// and returns the state they end with.
+func trainTwoProcesses(t *testing.T, to int) state {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "two.state")
+	o := workerCmd("train", "ARES_DT_FROM=0", fmt.Sprintf("ARES_DT_TO=%d", to), "ARES_DT_OUT="+out)
 	if log, err := launch(t, o, 2); err != nil {
 		t.Fatalf("%v\n%s", err, log)
 	}
-	two, err := readState(out2)
+	st, err := readState(out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+func TestTwoProcessesMatchOne(t *testing.T) {
+	two := trainTwoProcesses(t, kSteps)
 	one := trainSingle(t, 0, kSteps, nil)
 	d := compareStates(t, two, one)
 	t.Logf("after %d AdamW steps: max |w2-w1|/(1+|w1|) = %.3g (tolerance %g)", kSteps, d, equalityTol)
@@ -283,16 +280,7 @@ func TestTwoProcessesMatchOne(t *testing.T) {
 }
 
 func TestResumeTwoProcessRunWithOne(t *testing.T) {
-	dir := t.TempDir()
-	mid := filepath.Join(dir, "mid.state")
-	o := workerCmd("train", "ARES_DT_FROM=0", "ARES_DT_TO=10", "ARES_DT_OUT="+mid)
-	if log, err := launch(t, o, 2); err != nil {
-		t.Fatalf("%v\n%s", err, log)
-	}
-	st, err := readState(mid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := trainTwoProcesses(t, 10)
 	if st.Step != 10 {
 		t.Fatalf("checkpoint at step %d", st.Step)
 	}

@@ -13,12 +13,9 @@ import (
 // sequence, in no-grad mode, inputs made beforehand.
 func decodeCalls(t *testing.T, layers int) int64 {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(fmt.Sprintf(`{"model_type":"llama","vocab_size":67,"hidden_size":32,`+
+	cfg := parseConfig(t, fmt.Sprintf(`{"model_type":"llama","vocab_size":67,"hidden_size":32,`+
 		`"num_hidden_layers":%d,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":48,`+
-		`"max_position_embeddings":64,"tie_word_embeddings":false,"rope_theta":500}`, layers)))
-	if err != nil {
-		t.Fatal(err)
-	}
+		`"max_position_embeddings":64,"tie_word_embeddings":false,"rope_theta":500}`, layers))
 	m, err := Init(cfg, CausalLM, 1, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -53,53 +53,37 @@ func TestGemma3Config(t *testing.T) {
 	}
 	// Defaults of Gemma3TextConfig: pattern 6, window 4096, scalar 256,
 	// thetas 1e6 / 1e4, tied, gelu_pytorch_tanh (hidden_act is not read).
-	d, err := ParseConfig([]byte(`{"model_type":"gemma3_text","vocab_size":64,"hidden_size":32,"num_hidden_layers":7,
-		"num_attention_heads":2,"num_key_value_heads":1,"head_dim":8,"intermediate_size":48,"max_position_embeddings":64,"hidden_act":"silu"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := parseConfig(t, `{"model_type":"gemma3_text","vocab_size":64,"hidden_size":32,"num_hidden_layers":7,
+		"num_attention_heads":2,"num_key_value_heads":1,"head_dim":8,"intermediate_size":48,"max_position_embeddings":64,"hidden_act":"silu"}`)
 	if d.LayerTypes[5] != fullAttention || d.LayerTypes[4] != slidingAttention || d.LayerTypes[6] != slidingAttention ||
 		d.SlidingWindow != 4096 || d.QueryPreAttnScalar != 256 || d.RopeTheta != 1e6 || d.RopeLocalTheta != 1e4 ||
 		!d.Tied || d.HiddenAct != "gelu_pytorch_tanh" || d.NormEps != 1e-6 {
 		t.Fatalf("defaults %+v", d)
 	}
 	// gemma-3-1b-it's config.json as published (transformers 4.50 layout).
-	g1, err := ParseConfig([]byte(`{"architectures":["Gemma3ForCausalLM"],"attention_bias":false,"attention_dropout":0.0,
+	g1 := parseConfig(t, `{"architectures":["Gemma3ForCausalLM"],"attention_bias":false,"attention_dropout":0.0,
 		"attn_logit_softcapping":null,"bos_token_id":2,"cache_implementation":"hybrid","eos_token_id":[1,106],
 		"final_logit_softcapping":null,"head_dim":256,"hidden_activation":"gelu_pytorch_tanh","hidden_size":1152,
 		"initializer_range":0.02,"intermediate_size":6912,"max_position_embeddings":32768,"model_type":"gemma3_text",
 		"num_attention_heads":4,"num_hidden_layers":26,"num_key_value_heads":1,"pad_token_id":0,"query_pre_attn_scalar":256,
 		"rms_norm_eps":1e-06,"rope_local_base_freq":10000,"rope_scaling":null,"rope_theta":1000000,"sliding_window":512,
-		"sliding_window_pattern":6,"torch_dtype":"bfloat16","transformers_version":"4.50.0.dev0","use_cache":true,"vocab_size":262144}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+		"sliding_window_pattern":6,"torch_dtype":"bfloat16","transformers_version":"4.50.0.dev0","use_cache":true,"vocab_size":262144}`)
 	if g1.LayerTypes[5] != fullAttention || g1.LayerTypes[23] != fullAttention || g1.LayerTypes[25] != slidingAttention ||
 		g1.SlidingWindow != 512 || !g1.Tied || len(g1.EOSTokenIDs) != 2 || g1.Context() != 32768 {
 		t.Fatalf("gemma-3-1b config %+v", g1)
 	}
 	// transformers 5's rope_parameters keyed by layer type, and layer_types.
-	v5, err := ParseConfig([]byte(`{"model_type":"gemma3_text","vocab_size":64,"hidden_size":32,"num_hidden_layers":2,
+	v5 := parseConfig(t, `{"model_type":"gemma3_text","vocab_size":64,"hidden_size":32,"num_hidden_layers":2,
 		"num_attention_heads":2,"num_key_value_heads":1,"head_dim":8,"intermediate_size":48,"max_position_embeddings":64,
 		"layer_types":["full_attention","sliding_attention"],
 		"rope_parameters":{"full_attention":{"rope_type":"linear","factor":8.0,"rope_theta":1000000.0},
-		"sliding_attention":{"rope_type":"default","rope_theta":10000.0}}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+		"sliding_attention":{"rope_type":"default","rope_theta":10000.0}}}`)
 	if v5.RopeScaling == nil || *v5.RopeScaling.Factor != 8 || v5.RopeTheta != 1e6 || v5.RopeLocalTheta != 1e4 ||
 		v5.LayerTypes[0] != fullAttention || v5.LayerTypes[1] != slidingAttention {
 		t.Fatalf("v5 rope parameters %+v", v5)
 	}
 	// config.json round trip.
-	b, err := c.JSON("Gemma3ForCausalLM")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, err := ParseConfig(b)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, b)
-	}
+	c2, b := reparse(t, c, "Gemma3ForCausalLM")
 	if strings.Join(c2.LayerTypes, ",") != strings.Join(c.LayerTypes, ",") || c2.SlidingWindow != 4 ||
 		c2.QueryPreAttnScalar != 16 || c2.RopeLocalTheta != 100 || c2.RopeTheta != 1000 || c2.RopeScaling == nil ||
 		!strings.Contains(string(b), `"hidden_activation"`) || strings.Contains(string(b), `"hidden_act"`) {
@@ -231,33 +215,10 @@ func TestGemma3WindowMatters(t *testing.T) {
 // TestGemma3BFloat16: a bf16 Gemma 3 runs (norms in float32, the embedding
 // factor rounded to bf16) and its log-probabilities stay close to float32's.
 func TestGemma3BFloat16(t *testing.T) {
-	dir := t.TempDir()
 	m, _ := Init(tinyConfigs()["gemma3"], CausalLM, 1, Options{DType: torch.BFloat16})
 	perturbNorms(t, m, 2)
 	if m.embedScale != 5.65625 { // sqrt(32) = 5.6568... in bf16
 		t.Fatalf("bf16 embedding factor %v, want 5.65625", m.embedScale)
 	}
-	if err := m.Save(dir, CausalLM, nil); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
-	lp := map[torch.DType][]float32{}
-	for _, dt := range []torch.DType{torch.BFloat16, torch.Float32} {
-		m, err := Load(dir, CausalLM, Options{DType: dt})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustTry(t, func() {
-			s := torch.NewScope()
-			defer s.Close()
-			b, _ := m.NewBatch(s, raggedBatch, 0)
-			lp[dt] = m.TokenLogProbs(b).Float32s()
-		})
-		m.Close()
-	}
-	for i, v := range lp[torch.Float32] {
-		if d := v - lp[torch.BFloat16][i]; d > 0.1 || d < -0.1 {
-			t.Fatalf("log-prob %d: bf16 %v, float32 %v", i, lp[torch.BFloat16][i], v)
-		}
-	}
+	bf16NearFloat32(t, m)
 }

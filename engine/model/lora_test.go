@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,8 +13,8 @@ import (
 	"github.com/ares-rlhf/ares/engine/torch"
 )
 
-// logProbRows marks the valid entries of TokenLogProbs on raggedBatch padded
-// to 7: position j predicts token j+1, which must be a real token.
+// logProbRows marks the valid entries of TokenLogProbs on sequences of lens
+// padded to L: position j predicts token j+1, which must be a real token.
 func logProbRows(lens []int, L int) []bool {
 	var m []bool
 	for _, n := range lens {
@@ -26,26 +25,12 @@ func logProbRows(lens []int, L int) []bool {
 	return m
 }
 
-func raggedLens() []int {
-	lens := make([]int, len(raggedBatch))
-	for i, q := range raggedBatch {
-		lens[i] = len(q)
-	}
-	return lens
-}
-
 // logProbs returns TokenLogProbs of raggedBatch (or reward scores).
 func logProbs(t *testing.T, m *Transformer, kind Kind) []float32 {
 	t.Helper()
 	var out []float32
-	mustTry(t, func() {
+	withBatch(t, m, raggedBatch, func(_ *torch.Scope, b *Batch) {
 		torch.NoGrad(func() {
-			s := torch.NewScope()
-			defer s.Close()
-			b, err := m.NewBatch(s, raggedBatch, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
 			if kind == Reward {
 				out = m.Score(b).To(torch.Float32).Float32s()
 				return
@@ -100,19 +85,10 @@ func TestLoRAAgainstPEFTReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.Close()
-			kindS := map[Kind]string{CausalLM: "lm", Reward: "reward"}[c.kind]
-			ids := make([][]int, len(raggedBatch))
-			for i, q := range raggedBatch {
-				ids[i] = append(append([]int{}, q...), make([]int, 7-len(q))...)
-			}
-			bj, _ := json.Marshal(map[string]any{"ids": ids, "lens": raggedLens(), "kind": kindS})
 			sj, _ := json.Marshal(map[string]any{"r": 4, "alpha": 8.0, "rslora": c.rslora, "targets": c.targets, "modules_to_save": c.save, "seed": 3})
-			os.WriteFile(filepath.Join(dir, "batch.json"), bj, 0o644)
-			os.WriteFile(filepath.Join(dir, "spec.json"), sj, 0o644)
-			cmd := exec.Command(py, "testdata/lora_reference.py", base, filepath.Join(dir, "batch.json"), adapterDir, dir, filepath.Join(dir, "spec.json"))
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("reference: %v\n%s", err, out)
-			}
+			sp := filepath.Join(dir, "spec.json")
+			os.WriteFile(sp, sj, 0o644)
+			ref := runReference(t, py, "lora_reference.py", base, dir, raggedBatch, c.kind, adapterDir, sp)
 			// The adapter directory names its base: Load follows it.
 			lm, err := Load(adapterDir, c.kind, Options{})
 			if err != nil {
@@ -122,17 +98,13 @@ func TestLoRAAgainstPEFTReference(t *testing.T) {
 			if !lm.HasLoRA() || lm.LoRAConfig().RSLoRA != c.rslora {
 				t.Fatalf("adapter config not read: %+v", lm.LoRAConfig())
 			}
-			ref, err := safetensors.Open(filepath.Join(dir, "reference.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
 			got := logProbs(t, lm, c.kind)
 			if c.kind == Reward {
 				compare(t, "scores", got, refFloat32s(t, ref, "scores"), nil, 1e-5, 1e-4)
 				return
 			}
-			compare(t, "logprobs", got, refFloat32s(t, ref, "logprobs"), logProbRows(raggedLens(), 7), 1e-5, 1e-4)
+			_, lens, L := padBatch(raggedBatch)
+			compare(t, "logprobs", got, refFloat32s(t, ref, "logprobs"), logProbRows(lens, L), 1e-5, 1e-4)
 			// Without adapters the model is its base.
 			bm, err := Load(base, c.kind, Options{})
 			if err != nil {
@@ -201,25 +173,13 @@ func TestLoRAGradientsFiniteDifferences(t *testing.T) {
 	randomizeB(t, m, 4)
 	loss := func() float64 {
 		var v float64
-		mustTry(t, func() {
-			s := torch.NewScope()
-			defer s.Close()
-			b, err := m.NewBatch(s, raggedBatch, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+		withBatch(t, m, raggedBatch, func(_ *torch.Scope, b *Batch) {
 			v = m.TokenLogProbs(b).Narrow(0, 0, 1).Sum().Item()
 		})
 		return v
 	}
 	var grads [][]float64
-	mustTry(t, func() {
-		s := torch.NewScope()
-		defer s.Close()
-		b, err := m.NewBatch(s, raggedBatch, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+	withBatch(t, m, raggedBatch, func(_ *torch.Scope, b *Batch) {
 		m.TokenLogProbs(b).Narrow(0, 0, 1).Sum().Backward()
 		for _, p := range m.Trainable() {
 			g := p.T.Grad()
@@ -380,14 +340,8 @@ func TestLoRADropoutOnlyWhileTraining(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out []float32
-		mustTry(t, func() {
-			s := torch.NewScope()
-			defer s.Close()
-			bt, err := m.NewBatch(s, raggedBatch, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = m.TokenLogProbs(bt).Float32s()
+		withBatch(t, m, raggedBatch, func(_ *torch.Scope, b *Batch) {
+			out = m.TokenLogProbs(b).Float32s()
 		})
 		return out
 	}

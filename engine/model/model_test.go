@@ -59,6 +59,94 @@ func python(t *testing.T) string {
 
 var raggedBatch = [][]int{{5, 9, 2, 7, 1, 3, 8}, {4, 4, 6}, {1, 2, 3, 4, 5}}
 
+// parseConfig parses the config.json text js.
+func parseConfig(t *testing.T, js string) *Config {
+	t.Helper()
+	c, err := ParseConfig([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// reparse writes c as config.json for architecture and parses that back.
+func reparse(t *testing.T, c *Config, architecture string) (*Config, []byte) {
+	t.Helper()
+	b, err := c.JSON(architecture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := ParseConfig(b)
+	if err != nil {
+		t.Fatalf("re-parse: %v\n%s", err, b)
+	}
+	return c2, b
+}
+
+// saveAndLoad saves m as kind to dir, closes it and loads what was saved.
+func saveAndLoad(t *testing.T, m *Transformer, dir string, kind Kind) *Transformer {
+	t.Helper()
+	if err := m.Save(dir, kind, nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	m, err := Load(dir, kind, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// withBatch runs f, in a scope of its own, on a batch of seqs.
+func withBatch(t *testing.T, m *Transformer, seqs [][]int, f func(s *torch.Scope, b *Batch)) {
+	t.Helper()
+	mustTry(t, func() {
+		s := torch.NewScope()
+		defer s.Close()
+		b, err := m.NewBatch(s, seqs, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(s, b)
+	})
+}
+
+// padBatch right-pads seqs with zeros to the longest, L, as the reference
+// scripts read a batch; lens are the sequences' lengths.
+func padBatch(seqs [][]int) (ids [][]int, lens []int, L int) {
+	for _, q := range seqs {
+		L = max(L, len(q))
+	}
+	for _, q := range seqs {
+		lens = append(lens, len(q))
+		ids = append(ids, append(append([]int{}, q...), make([]int, L-len(q))...))
+	}
+	return ids, lens, L
+}
+
+// runReference runs the Python script testdata/script on the model in
+// modelDir, seqs (written to out/batch.json as a batch of kind), out and
+// extra, and opens the out/reference.safetensors it writes.
+func runReference(t *testing.T, py, script, modelDir, out string, seqs [][]int, kind Kind, extra ...string) *safetensors.File {
+	t.Helper()
+	ids, lens, _ := padBatch(seqs)
+	bj, _ := json.Marshal(map[string]any{"ids": ids, "lens": lens, "kind": map[Kind]string{CausalLM: "lm", Reward: "reward"}[kind]})
+	bp := filepath.Join(out, "batch.json")
+	if err := os.WriteFile(bp, bj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, append([]string{filepath.Join("testdata", script), modelDir, bp, out}, extra...)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("reference: %v\n%s", err, b)
+	}
+	ref, err := safetensors.Open(filepath.Join(out, "reference.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ref.Close() })
+	return ref
+}
+
 func TestAgainstPyTorchReference(t *testing.T) {
 	py := python(t)
 	for name, cfg := range tinyConfigs() {
@@ -75,47 +163,17 @@ func TestAgainstPyTorchReference(t *testing.T) {
 				if cfg.Gemma3 {
 					perturbNorms(t, m, 12) // Gemma's norms initialise at zero
 				}
-				if err := m.Save(dir, kind, nil); err != nil {
-					t.Fatal(err)
-				}
-				m.Close()
 				// Load what was saved: the reference reads the same file.
-				m, err = Load(dir, kind, Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
+				m = saveAndLoad(t, m, dir, kind)
 				defer m.Close()
-				kindS := map[Kind]string{CausalLM: "lm", Reward: "reward"}[kind]
-				ids := make([][]int, len(raggedBatch))
-				lens := make([]int, len(raggedBatch))
-				for i, q := range raggedBatch {
-					lens[i] = len(q)
-					ids[i] = append(append([]int{}, q...), make([]int, 7-len(q))...)
-				}
-				bj, _ := json.Marshal(map[string]any{"ids": ids, "lens": lens, "kind": kindS})
-				bp := filepath.Join(dir, "batch.json")
-				os.WriteFile(bp, bj, 0o644)
-				cmd := exec.Command(py, "testdata/torch_reference.py", dir, bp, dir)
-				if out, err := cmd.CombinedOutput(); err != nil {
-					t.Fatalf("reference: %v\n%s", err, out)
-				}
-				ref, err := safetensors.Open(filepath.Join(dir, "reference.safetensors"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer ref.Close()
+				ref := runReference(t, py, "torch_reference.py", dir, dir, raggedBatch, kind)
+				_, lens, L := padBatch(raggedBatch)
 				var summary struct{ Loss float64 }
 				sb, _ := os.ReadFile(filepath.Join(dir, "reference.json"))
 				json.Unmarshal(sb, &summary)
 				refF32 := func(n string) []float32 { return refFloat32s(t, ref, n) }
-				mustTry(t, func() {
-					s := torch.NewScope()
-					defer s.Close()
+				withBatch(t, m, raggedBatch, func(s *torch.Scope, b *Batch) {
 					m.SetTrainable(true)
-					b, err := m.NewBatch(s, raggedBatch, 0)
-					if err != nil {
-						t.Fatal(err)
-					}
 					var loss *torch.Tensor
 					if kind == Reward {
 						scores := m.Score(b)
@@ -125,12 +183,12 @@ func TestAgainstPyTorchReference(t *testing.T) {
 						h := m.Forward(b.IDs, b.Pos, b.Mask, nil)
 						logits := m.Logits(h)
 						V := int64(cfg.VocabSize)
-						validLogits := validRows(lens, 7, int(V))
+						validLogits := validRows(lens, L, int(V))
 						compare(t, "logits", logits.Float32s(), refF32("logits"), validLogits, 1e-5, 1e-4)
 						lp := m.TokenLogProbs(b)
-						keep := s.Own(torch.FromSlice(keepMask(lens, 7), int64(len(lens)), 6))
-						compare(t, "logprobs", lp.Mul(keep).Float32s(), mulMask(refF32("logprobs"), keepMask(lens, 7)), nil, 1e-5, 1e-4)
-						loss = lp.Mul(keep).Sum().Neg().DivScalar(float64(sumF(keepMask(lens, 7))))
+						keep := s.Own(torch.FromSlice(keepMask(lens, L), int64(len(lens)), int64(L-1)))
+						compare(t, "logprobs", lp.Mul(keep).Float32s(), mulMask(refF32("logprobs"), keepMask(lens, L)), nil, 1e-5, 1e-4)
+						loss = lp.Mul(keep).Sum().Neg().DivScalar(float64(sumF(keepMask(lens, L))))
 					}
 					if math.Abs(loss.Item()-summary.Loss) > 1e-5+1e-4*math.Abs(summary.Loss) {
 						t.Fatalf("loss %v, reference %v", loss.Item(), summary.Loss)
@@ -244,14 +302,8 @@ func TestKVCacheEqualsRecompute(t *testing.T) {
 			for b, p := range raggedBatch {
 				seq := append([]int{}, p...)
 				for step, tok := range gen.Tokens[b] {
-					mustTry(t, func() {
+					withBatch(t, m, [][]int{seq}, func(_ *torch.Scope, bt *Batch) {
 						torch.NoGrad(func() {
-							s := torch.NewScope()
-							defer s.Close()
-							bt, err := m.NewBatch(s, [][]int{seq}, 0)
-							if err != nil {
-								t.Fatal(err)
-							}
 							logits := m.Logits(m.Forward(bt.IDs, bt.Pos, bt.Mask, nil)).Narrow(1, int64(len(seq)-1), 1).Reshape(-1)
 							logp := logits.LogSoftmax(-1)
 							want := logits.ArgMax(0).Item()
@@ -326,14 +378,11 @@ func TestLiveTensorsAfterGenerateAndStep(t *testing.T) {
 	if _, err := m.Generate(raggedBatch, GenerateOptions{MaxNewTokens: 4, Temperature: 1, TopP: 0.8}); err != nil {
 		t.Fatal(err)
 	}
-	mustTry(t, func() {
-		s := torch.NewScope()
+	withBatch(t, m, raggedBatch, func(_ *torch.Scope, b *Batch) {
 		m.SetTrainable(true)
-		b, _ := m.NewBatch(s, raggedBatch, 0)
 		m.TokenLogProbs(b).Sum().Backward()
-		s.Close()
-		torch.ZeroGrad(m.Tensors())
 	})
+	mustTry(t, func() { torch.ZeroGrad(m.Tensors()) })
 	if got := torch.LiveTensors(); got != base {
 		t.Fatalf("live tensors %d, baseline %d", got, base)
 	}
@@ -343,16 +392,7 @@ func TestLoadAndCloseFreeEverything(t *testing.T) {
 	base := torch.LiveTensors()
 	for _, kind := range []Kind{CausalLM, Reward} {
 		m, _ := Init(tinyConfigs()["qwen3"], kind, 1, Options{DType: torch.BFloat16})
-		dir := t.TempDir()
-		if err := m.Save(dir, kind, nil); err != nil {
-			t.Fatal(err)
-		}
-		m.Close()
-		m, err := Load(dir, kind, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.Close()
+		saveAndLoad(t, m, t.TempDir(), kind).Close()
 	}
 	if got := torch.LiveTensors(); got != base {
 		t.Fatalf("live tensors %d after init/save/load/close, baseline %d", got, base)
@@ -363,8 +403,16 @@ func TestLoadAndCloseFreeEverything(t *testing.T) {
 // float32 (the log-softmax is taken in float32) and stay close to those of
 // the float32 model with the same (bf16-rounded) weights.
 func TestBFloat16LogProbs(t *testing.T) {
-	dir := t.TempDir()
 	m, _ := Init(tinyConfigs()["llama"], CausalLM, 1, Options{DType: torch.BFloat16})
+	bf16NearFloat32(t, m)
+}
+
+// bf16NearFloat32 saves the bf16 model m (closing it), loads it back in bf16
+// and in float32, and checks that both give float32 token log-probabilities,
+// within 0.1 of each other.
+func bf16NearFloat32(t *testing.T, m *Transformer) {
+	t.Helper()
+	dir := t.TempDir()
 	if err := m.Save(dir, CausalLM, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -375,10 +423,7 @@ func TestBFloat16LogProbs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mustTry(t, func() {
-			s := torch.NewScope()
-			defer s.Close()
-			b, _ := m.NewBatch(s, raggedBatch, 0)
+		withBatch(t, m, raggedBatch, func(_ *torch.Scope, b *Batch) {
 			out := m.TokenLogProbs(b)
 			if out.DType() != torch.Float32 {
 				t.Fatalf("%s model: log-probs are %s, want float32", dt, out.DType())

@@ -2,13 +2,9 @@ package model
 
 import (
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/ares-rlhf/ares/checkpoints/safetensors"
 	"github.com/ares-rlhf/ares/engine/torch"
 )
 
@@ -37,23 +33,13 @@ func TestRopeScalingAgainstPyTorch(t *testing.T) {
 	py := python(t)
 	for name, js := range ropeConfigs() {
 		t.Run(name, func(t *testing.T) {
-			cfg, err := ParseConfig([]byte(js))
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := parseConfig(t, js)
 			dir := t.TempDir()
 			m, err := Init(cfg, CausalLM, 5, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := m.Save(dir, CausalLM, nil); err != nil {
-				t.Fatal(err)
-			}
-			m.Close()
-			m, err = Load(dir, CausalLM, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			m = saveAndLoad(t, m, dir, CausalLM)
 			defer m.Close()
 			long := make([]int, 24)
 			for i := range long {
@@ -73,45 +59,15 @@ func TestRopeScalingAgainstPyTorch(t *testing.T) {
 }
 
 func checkRopeReference(t *testing.T, py, dir string, m *Transformer, seqs [][]int) {
-	L := 0
-	for _, q := range seqs {
-		L = max(L, len(q))
-	}
-	ids := make([][]int, len(seqs))
-	lens := make([]int, len(seqs))
-	for i, q := range seqs {
-		lens[i] = len(q)
-		ids[i] = append(append([]int{}, q...), make([]int, L-len(q))...)
-	}
-	out := t.TempDir()
-	bj, _ := json.Marshal(map[string]any{"ids": ids, "lens": lens})
-	bp := filepath.Join(out, "batch.json")
-	if err := os.WriteFile(bp, bj, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(py, "testdata/rope_reference.py", dir, bp, out)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("reference: %v\n%s", err, b)
-	}
-	ref, err := safetensors.Open(filepath.Join(out, "reference.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
-	refF32 := func(n string) []float32 { return refFloat32s(t, ref, n) }
-	mustTry(t, func() {
-		s := torch.NewScope()
-		defer s.Close()
-		b, err := m.NewBatch(s, seqs, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+	ref := runReference(t, py, "rope_reference.py", dir, t.TempDir(), seqs, CausalLM)
+	_, lens, L := padBatch(seqs)
+	withBatch(t, m, seqs, func(s *torch.Scope, b *Batch) {
 		V := m.Cfg.VocabSize
 		logits := m.Logits(m.Forward(b.IDs, b.Pos, b.Mask, nil))
-		compare(t, "logits", logits.Float32s(), refF32("logits"), validRows(lens, L, V), 1e-5, 1e-4)
+		compare(t, "logits", logits.Float32s(), refFloat32s(t, ref, "logits"), validRows(lens, L, V), 1e-5, 1e-4)
 		keep := keepMask(lens, L)
 		lp := m.TokenLogProbs(b).Mul(s.Own(torch.FromSlice(keep, int64(len(lens)), int64(L-1))))
-		compare(t, "logprobs", lp.Float32s(), mulMask(refF32("logprobs"), keep), nil, 1e-5, 1e-4)
+		compare(t, "logprobs", lp.Float32s(), mulMask(refFloat32s(t, ref, "logprobs"), keep), nil, 1e-5, 1e-4)
 	})
 }
 
@@ -123,10 +79,7 @@ func checkRopeReference(t *testing.T, py, dir string, m *Transformer, seqs [][]i
 func TestRopeKVCacheGeneration(t *testing.T) {
 	for name, js := range ropeConfigs() {
 		t.Run(name, func(t *testing.T) {
-			cfg, err := ParseConfig([]byte(js))
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := parseConfig(t, js)
 			m, err := Init(cfg, CausalLM, 3, Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -147,13 +100,7 @@ func TestRopeKVCacheGeneration(t *testing.T) {
 					if cfg.RopeScaling != nil && cfg.RopeScaling.Type == "dynamic" && len(seq) >= cfg.MaxPos {
 						break
 					}
-					mustTry(t, func() {
-						s := torch.NewScope()
-						defer s.Close()
-						b, err := m.NewBatch(s, [][]int{seq}, 0)
-						if err != nil {
-							t.Fatal(err)
-						}
+					withBatch(t, m, [][]int{seq}, func(_ *torch.Scope, b *Batch) {
 						logits := m.Logits(m.Forward(b.IDs, b.Pos, b.Mask, nil))
 						want := int(logits.Narrow(1, int64(len(seq)-1), 1).ArgMax(-1).Item())
 						if want != tok {
@@ -170,33 +117,21 @@ func TestRopeKVCacheGeneration(t *testing.T) {
 func TestRopeConfigAccepted(t *testing.T) {
 	for name, js := range ropeConfigs() {
 		t.Run(name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(js))
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := parseConfig(t, js)
 			// Round trip: what Save writes parses back to the same config.
-			out, err := c.JSON("LlamaForCausalLM")
-			if err != nil {
-				t.Fatal(err)
-			}
-			c2, err := ParseConfig(out)
-			if err != nil {
-				t.Fatalf("re-parse: %v\n%s", err, out)
-			}
+			c2, out := reparse(t, c, "LlamaForCausalLM")
 			c2.Architectures = c.Architectures // JSON names the architecture
-			a, _ := json.Marshal(struct {
-				C *Config
-				R *RopeScaling
-				P float64
-				S *bool
-			}{c, c.RopeScaling, c.PartialRotary, c.UseSlidingWindow})
-			b, _ := json.Marshal(struct {
-				C *Config
-				R *RopeScaling
-				P float64
-				S *bool
-			}{c2, c2.RopeScaling, c2.PartialRotary, c2.UseSlidingWindow})
-			if string(a) != string(b) {
+			// Config's JSON tags leave the rope fields out: compare them too.
+			dump := func(c *Config) string {
+				b, _ := json.Marshal(struct {
+					C *Config
+					R *RopeScaling
+					P float64
+					S *bool
+				}{c, c.RopeScaling, c.PartialRotary, c.UseSlidingWindow})
+				return string(b)
+			}
+			if a, b := dump(c), dump(c2); a != b {
 				t.Fatalf("round trip changed the config:\n%s\n%s", a, b)
 			}
 			// The rope object is written as the file had it (same keys).

@@ -13,7 +13,6 @@ import (
 	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/engine/world"
-	"github.com/ares-rlhf/ares/tokenizer"
 )
 
 // worldModels are an untrained tiny policy and RM that can read the
@@ -24,19 +23,7 @@ func worldModels(t *testing.T, lib *world.Library) (*Codec, *model.Transformer, 
 	for _, ex := range lib.SFTSet(world.DataOptions{Seed: 1, Harm: 150, Benign: 80, Lookalike: 30}) {
 		texts = append(texts, ex.Prompt, ex.Response)
 	}
-	tok, err := tokenizer.Train(texts, tokenizer.TrainOptions{VocabSize: 420, Special: tokenizer.ChatSpecials})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewCodec(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := model.ParseConfig([]byte(`{"model_type":"llama","vocab_size":` + itoa(int64(tok.VocabSize())) + `,"hidden_size":32,
-		"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"intermediate_size":64,"max_position_embeddings":256,"tie_word_embeddings":true}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cfg := codecAndConfig(t, texts, 420, 256)
 	pol, err := model.Init(cfg, model.CausalLM, 1, model.Options{})
 	if err != nil {
 		t.Fatal(err)

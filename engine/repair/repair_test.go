@@ -3,6 +3,7 @@ package repair
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -21,7 +22,15 @@ func toy(t *testing.T) (*Codec, *model.Config) {
 	for _, w := range []string{"red", "green", "blue", "safe", "bad", "say"} {
 		texts = append(texts, strings.Repeat(w+" ", 20))
 	}
-	tok, err := tokenizer.Train(texts, tokenizer.TrainOptions{VocabSize: 280, Special: tokenizer.ChatSpecials})
+	return codecAndConfig(t, texts, 280, 64)
+}
+
+// codecAndConfig trains a tokenizer of vocab entries (with the chat
+// specials) on texts and returns its codec and the config of a one-layer
+// Llama over it with a context of maxPos.
+func codecAndConfig(t *testing.T, texts []string, vocab, maxPos int) (*Codec, *model.Config) {
+	t.Helper()
+	tok, err := tokenizer.Train(texts, tokenizer.TrainOptions{VocabSize: vocab, Special: tokenizer.ChatSpecials})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,24 +38,13 @@ func toy(t *testing.T) (*Codec, *model.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := model.ParseConfig([]byte(`{"model_type":"llama","vocab_size":` + itoa(int64(tok.VocabSize())) + `,"hidden_size":32,
-		"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,"intermediate_size":64,"max_position_embeddings":64,"tie_word_embeddings":true}`))
+	cfg, err := model.ParseConfig(fmt.Appendf(nil, `{"model_type":"llama","vocab_size":%d,"hidden_size":32,"num_hidden_layers":1,
+		"num_attention_heads":2,"num_key_value_heads":1,"intermediate_size":64,"max_position_embeddings":%d,"tie_word_embeddings":true}`,
+		tok.VocabSize(), maxPos))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c, cfg
-}
-
-func itoa(n int64) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(n)) }
-func fmtInt(n int64) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; n > 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	return string(b)
 }
 
 func TestSFTLearnsAndRMTrains(t *testing.T) {

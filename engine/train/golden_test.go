@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"testing"
 
 	"github.com/ares-rlhf/ares/checkpoints"
@@ -120,14 +121,9 @@ func TestWriteGoldenTrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := goldenState(t, g)
-	names := make([]string, 0, len(st))
-	for k := range st {
-		names = append(names, k)
-	}
-	sort.Strings(names)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "wrote %s (adam steps %d); values:\n", dir, g.Opt.StepCount)
-	for _, k := range names {
+	for _, k := range slices.Sorted(maps.Keys(st)) {
 		fmt.Fprintf(&b, "\t%q: {", k)
 		for i, v := range st[k] {
 			if i > 0 {

@@ -74,21 +74,13 @@ func TestInterruptThenResumeEqualsUninterrupted(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	mgr, err := checkpoints.NewManager(filepath.Join(dir, "ckpt"), &checkpoints.ManagerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mf, err := OpenMetrics(dir, "metrics.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mf.Close()
+	mgr, mf := newManager(t, dir), openMetrics(t, dir, "metrics.jsonl")
 	b := newRegression()
 	gb := b.group(steps)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cause := errors.New("test signal")
 	trb := &Trainer{Cfg: Config{Steps: steps, Accum: 2, CheckpointEvery: 100, Label: "reg"}, Groups: []*Group{gb}, Manager: mgr, Metrics: mf, Ctx: ctx}
-	err = trb.Run(cancelAt(b.step(nil), 4, cancel, cause))
+	err := trb.Run(cancelAt(b.step(nil), 4, cancel, cause))
 	var ie *Interrupted
 	if !errors.As(err, &ie) || !errors.Is(err, context.Canceled) || !errors.Is(err, cause) {
 		t.Fatalf("want an Interrupted error wrapping context.Canceled and the cause, got %v", err)
@@ -137,15 +129,7 @@ func TestInterruptThenResumeEqualsUninterrupted(t *testing.T) {
 func TestResumeTruncatesMetrics(t *testing.T) {
 	const steps = 12
 	dir := t.TempDir()
-	mgr, err := checkpoints.NewManager(filepath.Join(dir, "ckpt"), &checkpoints.ManagerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mf, err := OpenMetrics(dir, "m.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mf.Close()
+	mgr, mf := newManager(t, dir), openMetrics(t, dir, "m.jsonl")
 	r := newRegression()
 	defer r.close()
 	g := r.group(steps)
@@ -153,7 +137,7 @@ func TestResumeTruncatesMetrics(t *testing.T) {
 	crash := errors.New("crash")
 	base := r.step(nil)
 	tr := &Trainer{Cfg: Config{Steps: steps, CheckpointEvery: 3}, Groups: []*Group{g}, Manager: mgr, Metrics: mf}
-	err = tr.Run(func(s *torch.Scope, step int64, micro int, tm *Timer) (Micro, error) {
+	err := tr.Run(func(s *torch.Scope, step int64, micro int, tm *Timer) (Micro, error) {
 		if step == 8 {
 			return Micro{}, crash
 		}
@@ -215,10 +199,7 @@ func TestTruncateMetricsFile(t *testing.T) {
 // given config blob and returns its manager.
 func saveRegression(t *testing.T, dt torch.DType, config string) *checkpoints.Manager {
 	t.Helper()
-	mgr, err := checkpoints.NewManager(filepath.Join(t.TempDir(), "ckpt"), &checkpoints.ManagerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := newManager(t, t.TempDir())
 	r := newRegressionOf(dt)
 	defer r.close()
 	g := r.group(10)
@@ -364,10 +345,7 @@ func (d *pairDP) MeanScalars(xs ...float64) ([]float64, error) {
 // step 3), both ranks stop after step 3, rank 0 writes the one checkpoint
 // (step 4) and both return an Interrupted error wrapping context.Canceled.
 func TestInterruptDataParallel(t *testing.T) {
-	mgr, err := checkpoints.NewManager(filepath.Join(t.TempDir(), "ckpt"), &checkpoints.ManagerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := newManager(t, t.TempDir())
 	dps := newPair()
 	ctx1, cancel1 := context.WithCancelCause(context.Background())
 	defer cancel1(nil)

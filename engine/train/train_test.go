@@ -68,6 +68,27 @@ func (r *regression) step(poison map[int64]bool) StepFunc {
 	}
 }
 
+// newManager makes a checkpoint manager of dir/ckpt.
+func newManager(t *testing.T, dir string) *checkpoints.Manager {
+	t.Helper()
+	mgr, err := checkpoints.NewManager(filepath.Join(dir, "ckpt"), &checkpoints.ManagerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mgr
+}
+
+// openMetrics opens the metrics file dir/name, closed when t ends.
+func openMetrics(t *testing.T, dir, name string) *MetricsFile {
+	t.Helper()
+	mf, err := OpenMetrics(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mf.Close() })
+	return mf
+}
+
 func params(r *regression) []byte {
 	var b []byte
 	torch.Try(func() { b = append(r.w.Bytes(), r.b.Bytes()...) })
@@ -94,11 +115,7 @@ func testResume(t *testing.T, dt torch.DType) {
 		t.Fatal(err)
 	}
 	// Interrupted at step 5 (checkpoint every 5), then resumed in a fresh trainer.
-	dir := t.TempDir()
-	mgr, err := checkpoints.NewManager(filepath.Join(dir, "ckpt"), &checkpoints.ManagerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := newManager(t, t.TempDir())
 	b := newRegressionOf(dt)
 	gb := b.group(steps)
 	trb := &Trainer{Cfg: Config{Steps: 5, Accum: 2, CheckpointEvery: 5}, Groups: []*Group{gb}, Manager: mgr,

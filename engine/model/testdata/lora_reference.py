@@ -12,7 +12,7 @@ s = lora_alpha / r (or lora_alpha / sqrt(r) with use_rslora); GPT-2's Conv1D
 weights are stored [in, out], so their update is added transposed (PEFT's
 fan_in_fan_out). The forward itself is torch_reference.py's.
 
-usage: lora_reference.py MODEL_DIR BATCH_JSON ADAPTER_DIR OUT_DIR SPEC_JSON
+usage: lora_reference.py MODEL_DIR BATCH_JSON OUT_DIR ADAPTER_DIR SPEC_JSON
 SPEC_JSON: {"r", "alpha", "rslora", "targets": [...], "modules_to_save": [...], "seed"}
 """
 import json
@@ -28,11 +28,10 @@ import torch_reference as ref  # noqa: E402
 
 
 def main():
-    model_dir, batch_path, adapter_dir, out_dir, spec_path = sys.argv[1:6]
+    model_dir, batch_path, out_dir, adapter_dir, spec_path = sys.argv[1:6]
     spec = json.load(open(spec_path))
-    batch_kind = json.load(open(batch_path))["kind"]
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    W = ref.load_safetensors(os.path.join(model_dir, "model.safetensors"))
+    kind, ids, lens, _, mask = ref.read_batch(batch_path)
+    cfg, W = ref.load_model(model_dir)
     gpt2 = cfg["model_type"] == "gpt2"
     r, alpha = spec["r"], spec["alpha"]
     s = alpha / math.sqrt(r) if spec["rslora"] else alpha / r
@@ -63,7 +62,7 @@ def main():
     os.makedirs(adapter_dir, exist_ok=True)
     ref.save_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"), adapter)
     json.dump({
-        "peft_type": "LORA", "task_type": "SEQ_CLS" if batch_kind == "reward" else "CAUSAL_LM",
+        "peft_type": "LORA", "task_type": "SEQ_CLS" if kind == "reward" else "CAUSAL_LM",
         "base_model_name_or_path": os.path.abspath(model_dir), "r": r, "lora_alpha": alpha,
         "lora_dropout": 0.0, "target_modules": targets, "use_rslora": spec["rslora"],
         "modules_to_save": spec["modules_to_save"] or None, "fan_in_fan_out": gpt2, "bias": "none",
@@ -71,25 +70,9 @@ def main():
         "layers_to_transform": None, "rank_pattern": {}, "alpha_pattern": {},
     }, open(os.path.join(adapter_dir, "adapter_config.json"), "w"), indent=2)
 
-    batch = json.load(open(batch_path))
-    ids = torch.tensor(batch["ids"])
-    lens = torch.tensor(batch["lens"])
-    Bn, L = ids.shape
-    valid = torch.arange(L)[None, :] < lens[:, None]
-    causal = torch.ones(L, L, dtype=torch.bool).tril()
-    eye = torch.eye(L, dtype=torch.bool)
-    mask = (causal & (valid[:, None, :] | eye))[:, None]
-    pre = "transformer." if gpt2 else "model."
-    forward = {"gpt2": ref.gpt2, "gemma3_text": ref.gemma3}.get(cfg["model_type"], ref.llama)
     with torch.no_grad():
-        hidden, head = forward(cfg, W, ids, mask, pre)
-        out = {}
-        if batch["kind"] == "reward":
-            last = hidden[torch.arange(Bn), lens - 1]
-            out["scores"] = (last @ W["score.weight"].T)[:, 0]
-        else:
-            logits = hidden @ head.T
-            out["logprobs"] = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
+        hidden, head = ref.model_forward(cfg, W, ids, mask)
+        out = ref.outputs(kind, W, hidden, head, ids, lens)
     ref.save_safetensors(os.path.join(out_dir, "reference.safetensors"), out)
 
 

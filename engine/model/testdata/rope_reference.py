@@ -3,23 +3,21 @@ embeddings, for engine/model's rope tests.
 
 The rope variants are written out from their published formulas (the same
 ones Hugging Face transformers' modeling_rope_utils.py uses, computed in
-float32 as it does); the rest of the model is float64. Nothing but torch is
-needed: safetensors I/O and the shared pieces come from torch_reference.py.
+float32 as it does); the rest of the model, torch_reference.py's Llama
+decoder, is float64. Nothing but torch is needed.
 
 usage: rope_reference.py MODEL_DIR BATCH_JSON OUT_DIR
 BATCH_JSON: {"ids": [[...], ...] (right padded), "lens": [...]}
 Writes OUT_DIR/reference.safetensors with "logits" and "logprobs".
 """
-import json
 import math
 import os
 import sys
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_reference import attention, load_safetensors, rms, rotate_half, save_safetensors  # noqa: E402
+import torch_reference as ref  # noqa: E402
 
 
 def inv_freq_and_scale(cfg, dim, seq_len):
@@ -83,60 +81,22 @@ def inv_freq_and_scale(cfg, dim, seq_len):
 
 def main():
     model_dir, batch_path, out_dir = sys.argv[1:4]
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    W = load_safetensors(os.path.join(model_dir, "model.safetensors"))
-    batch = json.load(open(batch_path))
-    ids = torch.tensor(batch["ids"])
-    lens = torch.tensor(batch["lens"])
-    B, L = ids.shape
+    cfg, W = ref.load_model(model_dir)
+    _, ids, lens, _, mask = ref.read_batch(batch_path)
     H, nH = cfg["hidden_size"], cfg["num_attention_heads"]
-    nKV = cfg.get("num_key_value_heads", nH)
     D = cfg.get("head_dim") or H // nH
     rd = int(D * cfg.get("partial_rotary_factor", 1.0))
-    eps = cfg.get("rms_norm_eps", 1e-6)
-    bias = cfg["model_type"] == "qwen2" or cfg.get("attention_bias", False)
 
-    pos = torch.arange(L)
+    pos = torch.arange(ids.shape[1])
     inv, scale = inv_freq_and_scale(cfg, rd, int(pos.max()) + 1)
     angles = pos.float()[:, None] * inv[None, :]
     emb = torch.cat([angles, angles], -1)
     cos = (emb.cos() * scale).to(torch.float64)
     sin = (emb.sin() * scale).to(torch.float64)
 
-    def rope(x):
-        xr, xp = x[..., :rd], x[..., rd:]
-        return torch.cat([xr * cos + rotate_half(xr) * sin, xp], -1)
-
-    valid = torch.arange(L)[None, :] < lens[:, None]
-    causal = torch.ones(L, L, dtype=torch.bool).tril()
-    eye = torch.eye(L, dtype=torch.bool)
-    mask = (causal & (valid[:, None, :] | eye))[:, None]
-
-    pre = "model."
-
-    def lin(h, name):
-        y = h @ W[name + ".weight"].T
-        return y + W[name + ".bias"] if bias else y
-
-    x = W[pre + "embed_tokens.weight"][ids]
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"{pre}layers.{i}."
-        h = rms(x, W[p + "input_layernorm.weight"], eps)
-        q = lin(h, p + "self_attn.q_proj").reshape(B, L, nH, D).transpose(1, 2)
-        k = lin(h, p + "self_attn.k_proj").reshape(B, L, nKV, D).transpose(1, 2)
-        v = lin(h, p + "self_attn.v_proj").reshape(B, L, nKV, D).transpose(1, 2)
-        q, k = rope(q), rope(k)
-        k = k.repeat_interleave(nH // nKV, dim=1)
-        v = v.repeat_interleave(nH // nKV, dim=1)
-        a = attention(q, k, v, mask).transpose(1, 2).reshape(B, L, nH * D)
-        x = x + a @ W[p + "self_attn.o_proj.weight"].T
-        h = rms(x, W[p + "post_attention_layernorm.weight"], eps)
-        x = x + (F.silu(h @ W[p + "mlp.gate_proj.weight"].T) * (h @ W[p + "mlp.up_proj.weight"].T)) @ W[p + "mlp.down_proj.weight"].T
-    x = rms(x, W[pre + "norm.weight"], eps)
-    head = W.get("lm_head.weight", W[pre + "embed_tokens.weight"])
-    logits = x @ head.T
-    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
-    save_safetensors(os.path.join(out_dir, "reference.safetensors"), {"logits": logits, "logprobs": logp})
+    hidden, head = ref.llama(cfg, W, ids, mask, "model.", rope=(cos, sin))
+    out = ref.outputs("lm", W, hidden, head, ids, lens)
+    ref.save_safetensors(os.path.join(out_dir, "reference.safetensors"), out)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,33 @@ def rotate_half(x):
     return torch.cat([-x[..., h:], x[..., :h]], -1)
 
 
-def llama(cfg, W, ids, mask, pre):
+def qkv_heads(proj, nH, nKV, D):
+    """The q, k and v projections (proj of "self_attn.q_proj" and so on),
+    split into heads: [B, heads, L, D]."""
+    out = []
+    for name, heads in (("q", nH), ("k", nKV), ("v", nKV)):
+        y = proj(f"self_attn.{name}_proj")
+        out.append(y.reshape(*y.shape[:2], heads, D).transpose(1, 2))
+    return out
+
+
+def rope_gqa(q, k, v, cos, sin, groups):
+    """Rotates q and k by the (cos, sin) tables (the first cos.shape[-1]
+    features of a head; all of them unless the rotation is partial), then
+    repeats k and v for the groups of query heads that share them."""
+    rd = cos.shape[-1]
+
+    def rot(x):
+        xr, xp = x[..., :rd], x[..., rd:]
+        return torch.cat([xr * cos + rotate_half(xr) * sin, xp], -1)
+
+    return rot(q), rot(k).repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+
+
+def llama(cfg, W, ids, mask, pre, rope=None):
+    """The Llama family's decoder. rope, when given, is the (cos, sin) tables
+    to rotate with (narrower than a head for partial rotation); by default,
+    plain rope of rope_theta."""
     B, L = ids.shape
     H, nH = cfg["hidden_size"], cfg["num_attention_heads"]
     nKV = cfg.get("num_key_value_heads", nH)
@@ -99,10 +125,7 @@ def llama(cfg, W, ids, mask, pre):
     theta = cfg.get("rope_theta", 10000.0)
     qwen2 = cfg["model_type"] == "qwen2"
     qk_norm = cfg["model_type"] == "qwen3"
-    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.float32) / D))
-    freqs = torch.arange(L, dtype=torch.float32)[:, None] * inv_freq[None, :]
-    emb = torch.cat([freqs, freqs], -1).to(torch.float64)
-    cos, sin = emb.cos(), emb.sin()
+    cos, sin = rope if rope is not None else rope_cos_sin(theta, D, L, None)
     x = W[pre + "embed_tokens.weight"][ids]
 
     def lin(h, name, bias):
@@ -113,16 +136,11 @@ def llama(cfg, W, ids, mask, pre):
         p = f"{pre}layers.{i}."
         h = rms(x, W[p + "input_layernorm.weight"], eps)
         bias = qwen2 or cfg.get("attention_bias", False)
-        q = lin(h, p + "self_attn.q_proj", bias).reshape(B, L, nH, D).transpose(1, 2)
-        k = lin(h, p + "self_attn.k_proj", bias).reshape(B, L, nKV, D).transpose(1, 2)
-        v = lin(h, p + "self_attn.v_proj", bias).reshape(B, L, nKV, D).transpose(1, 2)
+        q, k, v = qkv_heads(lambda n: lin(h, p + n, bias), nH, nKV, D)
         if qk_norm:
             q = rms(q, W[p + "self_attn.q_norm.weight"], eps)
             k = rms(k, W[p + "self_attn.k_norm.weight"], eps)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        k = k.repeat_interleave(nH // nKV, dim=1)
-        v = v.repeat_interleave(nH // nKV, dim=1)
+        q, k, v = rope_gqa(q, k, v, cos, sin, nH // nKV)
         a = attention(q, k, v, mask).transpose(1, 2).reshape(B, L, nH * D)
         x = x + a @ W[p + "self_attn.o_proj.weight"].T
         h = rms(x, W[p + "post_attention_layernorm.weight"], eps)
@@ -168,15 +186,10 @@ def gemma3(cfg, W, ids, mask, pre):
         local = cfg["layer_types"][i] == "sliding_attention"
         cos, sin, msk = (cos_l, sin_l, local_mask) if local else (cos_g, sin_g, mask)
         h = gemma_rms(x, W[p + "input_layernorm.weight"], eps)
-        q = (h @ W[p + "self_attn.q_proj.weight"].T).reshape(B, L, nH, D).transpose(1, 2)
-        k = (h @ W[p + "self_attn.k_proj.weight"].T).reshape(B, L, nKV, D).transpose(1, 2)
-        v = (h @ W[p + "self_attn.v_proj.weight"].T).reshape(B, L, nKV, D).transpose(1, 2)
+        q, k, v = qkv_heads(lambda n: h @ W[p + n + ".weight"].T, nH, nKV, D)
         q = gemma_rms(q, W[p + "self_attn.q_norm.weight"], eps)
         k = gemma_rms(k, W[p + "self_attn.k_norm.weight"], eps)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        k = k.repeat_interleave(nH // nKV, dim=1)
-        v = v.repeat_interleave(nH // nKV, dim=1)
+        q, k, v = rope_gqa(q, k, v, cos, sin, nH // nKV)
         scores = (q @ k.transpose(-1, -2)) * scale
         scores = scores.masked_fill(~msk, float("-inf"))
         a = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(B, L, nH * D)
@@ -191,36 +204,57 @@ def gemma3(cfg, W, ids, mask, pre):
     return x, head
 
 
-def main():
-    model_dir, batch_path, out_dir = sys.argv[1:4]
+def load_model(model_dir):
+    """config.json and the float64 weights of a model directory."""
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    W = load_safetensors(os.path.join(model_dir, "model.safetensors"))
-    for t in W.values():
-        t.requires_grad_(True)
-    batch = json.load(open(batch_path))
+    return cfg, load_safetensors(os.path.join(model_dir, "model.safetensors"))
+
+
+def read_batch(path):
+    """A batch file's kind, ids and lens as tensors, which of its positions
+    hold tokens, and the attention mask [B, 1, L, L]."""
+    batch = json.load(open(path))
     ids = torch.tensor(batch["ids"])
     lens = torch.tensor(batch["lens"])
-    B, L = ids.shape
+    L = ids.shape[1]
     valid = torch.arange(L)[None, :] < lens[:, None]
     causal = torch.ones(L, L, dtype=torch.bool).tril()
     eye = torch.eye(L, dtype=torch.bool)
     mask = (causal & (valid[:, None, :] | eye))[:, None]
+    return batch.get("kind", "lm"), ids, lens, valid, mask
+
+
+def model_forward(cfg, W, ids, mask):
+    """The final hidden states and the output head of the model cfg names."""
     pre = "transformer." if cfg["model_type"] == "gpt2" else "model."
-    forward = {"gpt2": gpt2, "gemma3_text": gemma3}.get(cfg["model_type"], llama)
-    hidden, head = forward(cfg, W, ids, mask, pre)
-    out = {}
-    if batch["kind"] == "reward":
-        last = hidden[torch.arange(B), lens - 1]
-        scores = (last @ W["score.weight"].T)[:, 0]
-        loss = scores.sum()
-        out["scores"] = scores
+    decoder = {"gpt2": gpt2, "gemma3_text": gemma3}.get(cfg["model_type"], llama)
+    return decoder(cfg, W, ids, mask, pre)
+
+
+def outputs(kind, W, hidden, head, ids, lens):
+    """A reward model's scores, or a language model's logits and next-token
+    log-probabilities."""
+    if kind == "reward":
+        last = hidden[torch.arange(len(lens)), lens - 1]
+        return {"scores": (last @ W["score.weight"].T)[:, 0]}
+    logits = hidden @ head.T
+    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
+    return {"logits": logits, "logprobs": logp}
+
+
+def main():
+    model_dir, batch_path, out_dir = sys.argv[1:4]
+    cfg, W = load_model(model_dir)
+    for t in W.values():
+        t.requires_grad_(True)
+    kind, ids, lens, valid, mask = read_batch(batch_path)
+    hidden, head = model_forward(cfg, W, ids, mask)
+    out = outputs(kind, W, hidden, head, ids, lens)
+    if kind == "reward":
+        loss = out["scores"].sum()
     else:
-        logits = hidden @ head.T
-        logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
         keep = valid[:, 1:]
-        loss = -(logp * keep).sum() / keep.sum()
-        out["logits"] = logits
-        out["logprobs"] = logp
+        loss = -(out["logprobs"] * keep).sum() / keep.sum()
     loss.backward()
     for name, t in W.items():
         if t.grad is not None:

@@ -57,6 +57,19 @@ func f64(s *torch.Scope, data []float64, shape ...int64) *torch.Tensor {
 	return s.Own(torch.FromSlice(append([]float64(nil), data...), shape...))
 }
 
+// checkLoss checks the loss f(logp, mask) of lp and mask, both [2, 3],
+// against want: within tol32 in float32, within 1e-12 in float64. It returns
+// the float64 loss's gradient in logp.
+func checkLoss(t *testing.T, s *torch.Scope, f func(logp, mask *torch.Tensor) *torch.Tensor, lp, mask []float64, want, tol32 float64) []float64 {
+	t.Helper()
+	near(t, "f32", f(f32(s, lp, 2, 3), f32(s, mask, 2, 3)).Item(), want, tol32)
+	x := f64(s, lp, 2, 3).SetRequiresGrad(true)
+	l := f(x, f64(s, mask, 2, 3))
+	near(t, "f64", l.Item(), want, 1e-12)
+	l.Backward()
+	return torch.Data[float64](x.Grad())
+}
+
 // gradCheck compares the autograd gradient of the scalar fn(x) in x with
 // central finite differences, both in float64.
 func gradCheck(t *testing.T, name string, x []float64, shape []int64, fn func(s *torch.Scope, x *torch.Tensor) *torch.Tensor) {

@@ -20,23 +20,20 @@ func TestUnlikelihood(t *testing.T) {
 	want := -(math.Log(0.9)+math.Log(0.5)+math.Log(0.1)+math.Log(0.7))/(2*C) + atOne/(2*C)
 	s := torch.NewScope()
 	defer s.Close()
+	ul := func(x, m *torch.Tensor) *torch.Tensor { return Unlikelihood(x, m, C) }
 	must(t, func() {
-		near(t, "f32", Unlikelihood(f32(s, lp, 2, 3), f32(s, mask, 2, 3), C).Item(), want, 1e-5)
-		x := f64(s, lp, 2, 3).SetRequiresGrad(true)
-		l := Unlikelihood(x, f64(s, mask, 2, 3), C)
-		near(t, "f64", l.Item(), want, 1e-12)
-		l.Backward()
+		got := checkLoss(t, s, ul, lp, mask, want, 1e-5)
 		// d/dlogp −log(1 − p) = p/(1 − p); at p = 1 the slope at 1 − ε.
 		g := []float64{0.1 / 0.9, 1, 0, 9, (1 - eps) / eps, 0.3 / 0.7}
 		for i := range g {
 			g[i] *= mask[i] / (2 * C)
 		}
-		nearAll(t, "grad", torch.Data[float64](x.Grad()), g, 1e-9)
+		nearAll(t, "grad", got, g, 1e-9)
 	})
 	// Finite differences, including the linear region (logp > log(1 − ε)).
 	lp2 := []float64{-2.3, -0.7, -0.01, -3e-6, 1e-6, -5}
 	gradCheck(t, "fd", lp2, []int64{2, 3}, func(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
-		return Unlikelihood(x, f64(s, mask, 2, 3), C)
+		return ul(x, f64(s, mask, 2, 3))
 	})
 	if err := torch.Try(func() { Unlikelihood(f32(s, lp, 2, 3), f32(s, mask, 2, 3), 0) }); err == nil {
 		t.Fatal("normConst 0 accepted")
@@ -200,27 +197,24 @@ func TestLanguageModel(t *testing.T) {
 	want := (1 + 2 + 3 + 0.25 + 4) / 4.5
 	s := torch.NewScope()
 	defer s.Close()
+	lm := func(x, m *torch.Tensor) *torch.Tensor { return LanguageModel(x, m, PerToken) }
 	must(t, func() {
-		near(t, "f32", LanguageModel(f32(s, lp, 2, 3), f32(s, mask, 2, 3), PerToken).Item(), want, 1e-6)
-		x := f64(s, lp, 2, 3).SetRequiresGrad(true)
-		l := LanguageModel(x, f64(s, mask, 2, 3), PerToken)
-		near(t, "f64", l.Item(), want, 1e-12)
-		l.Backward()
+		got := checkLoss(t, s, lm, lp, mask, want, 1e-6)
 		g := make([]float64, len(mask))
 		for i := range g {
 			g[i] = -mask[i] / 4.5
 		}
-		nearAll(t, "grad", torch.Data[float64](x.Grad()), g, 1e-12)
+		nearAll(t, "grad", got, g, 1e-12)
 
 		y := f64(s, lp, 2, 3).SetRequiresGrad(true)
-		z := LanguageModel(y, f64(s, make([]float64, 6), 2, 3), PerToken)
+		z := lm(y, f64(s, make([]float64, 6), 2, 3))
 		near(t, "all padding", z.Item(), 0, 0)
 		z.Backward()
 		nearAll(t, "all padding grad", torch.Data[float64](y.Grad()), make([]float64, 6), 0)
 	})
 	fin := []float64{-1, -2, -3, -7, -0.5, -4}
 	gradCheck(t, "fd", fin, []int64{2, 3}, func(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
-		return LanguageModel(x, f64(s, mask, 2, 3), PerToken)
+		return lm(x, f64(s, mask, 2, 3))
 	})
 }
 
