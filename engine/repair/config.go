@@ -146,8 +146,7 @@ func (c *RunConfig) check() error {
 	k.IntIn("run.keep_last", int64(c.Run.KeepLast), 1, cfgcheck.MaxCount)
 	k.IntIn("run.checkpoint_every", c.Run.CheckpointEvery, 0, cfgcheck.MaxSteps)
 	k.IntIn("run.max_nonfinite", int64(c.Run.MaxNonFinite), 0, cfgcheck.MaxSteps)
-	k.AtLeast("joint.bt", c.Joint.BT, 0)
-	k.AtMost("joint.bt", c.Joint.BT, cfgcheck.MaxWeight)
+	k.Between("joint.bt", c.Joint.BT, 0, cfgcheck.MaxWeight)
 	if err := k.Err(); err != nil {
 		return err
 	}

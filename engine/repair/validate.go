@@ -26,10 +26,8 @@ func (o Optim) check(c *cfgcheck.Checker) {
 	c.AtMost("lr", o.LR, cfgcheck.MaxLR)
 	c.In("min_lr_ratio", o.MinLRRatio, 0, 1)
 	c.IntIn("warmup", o.Warmup, 0, cfgcheck.MaxSteps)
-	c.AtLeast("weight_decay", o.WeightDecay, 0)
-	c.AtMost("weight_decay", o.WeightDecay, cfgcheck.MaxWeight)
-	c.AtLeast("clip", o.Clip, 0)
-	c.AtMost("clip", o.Clip, cfgcheck.MaxClip)
+	c.Between("weight_decay", o.WeightDecay, 0, cfgcheck.MaxWeight)
+	c.Between("clip", o.Clip, 0, cfgcheck.MaxClip)
 }
 
 // Validate checks stage 1's settings (see Optim.Validate).
@@ -37,13 +35,11 @@ func (o RMRepair) Validate() error {
 	c := cfgcheck.New("")
 	o.Optim.check(c)
 	c.Magnitude("bt.margin", o.BT.Margin, cfgcheck.MaxScore)
-	c.AtLeast("bt.center_coef", o.BT.CenterCoef, 0)
-	c.AtMost("bt.center_coef", o.BT.CenterCoef, cfgcheck.MaxWeight)
+	c.Between("bt.center_coef", o.BT.CenterCoef, 0, cfgcheck.MaxWeight)
 	if c.Finite("replay_ratio", o.ReplayRatio) {
 		c.Check("replay_ratio", o.ReplayRatio >= 0 && o.ReplayRatio < 1, "%v is not in [0, 1)", o.ReplayRatio)
 	}
-	c.AtLeast("anchor", o.Anchor, 0)
-	c.AtMost("anchor", o.Anchor, cfgcheck.MaxWeight)
+	c.Between("anchor", o.Anchor, 0, cfgcheck.MaxWeight)
 	c.IntIn("anchor_size", int64(o.AnchorSize), 0, cfgcheck.MaxBatch)
 	c.IntIn("anchor_batch", int64(o.AnchorBatch), 0, cfgcheck.MaxBatch)
 	return c.Err()
@@ -62,12 +58,9 @@ func (o PolicyRepair) Validate() error {
 	c.AtMost("temperature", o.Temperature, cfgcheck.MaxTemp)
 	c.Positive("clip_eps", o.ClipEps)
 	c.AtMost("clip_eps", o.ClipEps, 10)
-	c.AtLeast("unlikelihood", o.Unlikelihood, 0)
-	c.AtMost("unlikelihood", o.Unlikelihood, cfgcheck.MaxWeight)
-	c.AtLeast("kl", o.KL, 0)
-	c.AtMost("kl", o.KL, cfgcheck.MaxWeight)
-	c.AtLeast("replay", o.Replay, 0)
-	c.AtMost("replay", o.Replay, cfgcheck.MaxWeight)
+	c.Between("unlikelihood", o.Unlikelihood, 0, cfgcheck.MaxWeight)
+	c.Between("kl", o.KL, 0, cfgcheck.MaxWeight)
+	c.Between("replay", o.Replay, 0, cfgcheck.MaxWeight)
 	c.IntIn("replay_batch", int64(o.ReplayBatch), 0, cfgcheck.MaxBatch)
 	if c.Finite("lookalike_ratio", o.LookalikeRatio) {
 		c.Check("lookalike_ratio", o.LookalikeRatio >= 0 && o.LookalikeRatio < 1, "%v is not in [0, 1)", o.LookalikeRatio)

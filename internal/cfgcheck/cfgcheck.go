@@ -126,8 +126,10 @@ func (c *Checker) IntAtMost(key string, v, hi int64) {
 	}
 }
 
-// Between checks that v is finite and in [lo, hi]: the lower bound's
-// failure reads as AtLeast's, the upper one's as AtMost's.
+// Between checks that v is finite and in [lo, hi] where lo is a limit of
+// meaning and hi one of sanity (a loss weight in [0, MaxWeight]): the lower
+// bound's failure reads as AtLeast's, the upper one's as AtMost's. In is for
+// a range of meaning (a ratio in [0, 1]).
 func (c *Checker) Between(key string, v, lo, hi float64) {
 	c.AtLeast(key, v, lo)
 	c.AtMost(key, v, hi)
