@@ -22,13 +22,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/ares-rlhf/ares/bench/internal/measure"
 	"github.com/ares-rlhf/ares/checkpoints"
 	"github.com/ares-rlhf/ares/checkpoints/safetensors"
 )
@@ -72,7 +72,7 @@ func main() {
 		check(os.MkdirAll(dir, 0o755))
 	}
 	ncpu := runtime.NumCPU()
-	fmt.Printf("# ARES checkpoint benchmark\n\n%s, %d CPUs, GOMAXPROCS %d, work dir %s\n\n", cpuModel(), ncpu, runtime.GOMAXPROCS(0), fsType(dir))
+	fmt.Printf("# ARES checkpoint benchmark\n\n%s, %d CPUs, GOMAXPROCS %d, work dir %s\n\n", measure.CPUModel(), ncpu, runtime.GOMAXPROCS(0), fsType(dir))
 
 	masterTrained := trainedLike(*flagLayers, rand.New(rand.NewPCG(1, 1)))
 	masterRandom := randomNormal(*flagLayers, rand.New(rand.NewPCG(2, 2)))
@@ -116,9 +116,9 @@ func main() {
 					r.size = size
 				}
 				if workers == 1 {
-					r.save1, r.load1 = mb/median(sv), mb/median(ld)
+					r.save1, r.load1 = mb/measure.Median(sv), mb/measure.Median(ld)
 				} else {
-					r.saveN, r.loadN = mb/median(sv), mb/median(ld)
+					r.saveN, r.loadN = mb/measure.Median(sv), mb/measure.Median(ld)
 				}
 			}
 			runtime.GOMAXPROCS(ncpu)
@@ -187,19 +187,25 @@ func bufsFor(ds *dataset) [][]byte {
 	return b
 }
 
-func rawSave(ds *dataset, path string, _ int) int64 {
+// writeSynced creates path, hands write a 1 MiB buffer on it, then
+// flushes, syncs and closes the file.
+func writeSynced(path string, write func(w *bufio.Writer)) {
 	f, err := os.Create(path)
 	check(err)
 	w := bufio.NewWriterSize(f, 1<<20)
-	var n int64
-	for _, t := range ds.tensors {
-		w.Write(t.data)
-		n += int64(len(t.data))
-	}
+	write(w)
 	check(w.Flush())
 	check(f.Sync())
 	check(f.Close())
-	return n
+}
+
+func rawSave(ds *dataset, path string, _ int) int64 {
+	writeSynced(path, func(w *bufio.Writer) {
+		for _, t := range ds.tensors {
+			w.Write(t.data)
+		}
+	})
+	return ds.bytes()
 }
 
 func rawLoad(ds *dataset, path string, _ int) {
@@ -238,34 +244,30 @@ func zstdSave(ds *dataset, path string, workers int) int64 {
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zlevel()), zstd.WithEncoderConcurrency(workers), zstd.WithEncoderCRC(false))
 	check(err)
 	defer enc.Close()
-	f, err := os.Create(path)
-	check(err)
-	w := bufio.NewWriterSize(f, 1<<20)
 	sp := spans(ds)
 	var n int64
 	outs := make([][]byte, workers)
-	for i := 0; i < len(sp); i += workers {
-		var wg sync.WaitGroup
-		for j := i; j < min(i+workers, len(sp)); j++ {
-			wg.Add(1)
-			go func(j int) {
-				defer wg.Done()
-				s := sp[j]
-				outs[j-i] = enc.EncodeAll(ds.tensors[s.t].data[s.lo:s.hi], outs[j-i][:0])
-			}(j)
+	writeSynced(path, func(w *bufio.Writer) {
+		for i := 0; i < len(sp); i += workers {
+			var wg sync.WaitGroup
+			for j := i; j < min(i+workers, len(sp)); j++ {
+				wg.Add(1)
+				go func(j int) {
+					defer wg.Done()
+					s := sp[j]
+					outs[j-i] = enc.EncodeAll(ds.tensors[s.t].data[s.lo:s.hi], outs[j-i][:0])
+				}(j)
+			}
+			wg.Wait()
+			for j := i; j < min(i+workers, len(sp)); j++ {
+				var l [4]byte
+				binary.LittleEndian.PutUint32(l[:], uint32(len(outs[j-i])))
+				w.Write(l[:])
+				w.Write(outs[j-i])
+				n += 4 + int64(len(outs[j-i]))
+			}
 		}
-		wg.Wait()
-		for j := i; j < min(i+workers, len(sp)); j++ {
-			var l [4]byte
-			binary.LittleEndian.PutUint32(l[:], uint32(len(outs[j-i])))
-			w.Write(l[:])
-			w.Write(outs[j-i])
-			n += 4 + int64(len(outs[j-i]))
-		}
-	}
-	check(w.Flush())
-	check(f.Sync())
-	check(f.Close())
+	})
 	return n
 }
 
@@ -538,27 +540,6 @@ func runTorch(dir string, sets []*dataset) map[string]torchResult {
 }
 
 // ---- helpers ----------------------------------------------------------------
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "model name") {
-			if _, v, ok := strings.Cut(l, ":"); ok {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	return runtime.GOARCH
-}
 
 func fsType(dir string) string {
 	b, err := os.ReadFile("/proc/mounts")

@@ -25,18 +25,17 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
 	"os"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ares-rlhf/ares/bench/internal/child"
+	"github.com/ares-rlhf/ares/bench/internal/measure"
 	"github.com/ares-rlhf/ares/engine/torch"
 )
 
@@ -103,12 +102,32 @@ func fatal(err error) {
 // ---- parent: run the children and write the report ---------------------------
 
 func runVariant(c config) (result, error) {
-	b, _ := json.Marshal(c)
 	var r result
-	if _, err := child.Run(&r, "-child", string(b)); err != nil {
+	if _, err := child.RunConfig(&r, c); err != nil {
 		return result{}, fmt.Errorf("%s/%s/%s: %v", c.Op, c.Mode, c.Variant, err)
 	}
 	return r, nil
+}
+
+// eachVariant runs c in every mode and variant, in that order, and hands
+// row each result with the composed variant's (the first) of its mode.
+func eachVariant(c config, modes, variants []string, row func(c config, r, base result)) error {
+	for _, mode := range modes {
+		var base result
+		for _, v := range variants {
+			vc := c
+			vc.Mode, vc.Variant = mode, v
+			r, err := runVariant(vc)
+			if err != nil {
+				return err
+			}
+			if v == "composed" {
+				base = r
+			}
+			row(vc, r, base)
+		}
+	}
+	return nil
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
@@ -154,54 +173,48 @@ func parent(c config, op, tokens, modes, out string) error {
 		fmt.Fprintf(&md, "Measured device-to-device copy bandwidth (read + write, 1 GiB): %.0f GB/s.\n\n", bw)
 	}
 	modeList := strings.Split(modes, ",")
+	// header writes a table's header and alignment rows, with the CUDA
+	// columns on CUDA.
+	header := func(cols, align, cudaCols, cudaAlign string) {
+		if !cuda {
+			cudaCols, cudaAlign = "", ""
+		}
+		md.WriteString(cols + cudaCols + "\n" + align + cudaAlign + "\n")
+	}
 	if op == "all" || op == "logprobs" {
 		md.WriteString("## Token log-probabilities\n\n")
 		fmt.Fprintf(&md, "hidden [N, %d] @ weight [%d, %d]^T, log_softmax, gather; chunk %d. "+
 			"fwd = no autograd (e.g. reference-model log-probs); fwdbwd = forward + backward of "+
 			"sum(logp * w) into hidden and weight. Peak = growth over the inputs (weight, hidden; "+
 			"the weight gradient is included).\n\n", c.Hidden, c.Vocab, c.Hidden, c.Chunk)
-		md.WriteString("| N | mode | variant | ms | peak MiB | time vs composed | peak vs composed | peak less dW MiB | (less dW) vs composed |")
-		if cuda {
-			md.WriteString(" modeled GB | GB/s | % of copy bw |")
-		}
-		md.WriteString("\n|---:|---|---|---:|---:|---:|---:|---:|---:|")
-		if cuda {
-			md.WriteString("---:|---:|---:|")
-		}
-		md.WriteString("\n")
+		header("| N | mode | variant | ms | peak MiB | time vs composed | peak vs composed | peak less dW MiB | (less dW) vs composed |",
+			"|---:|---|---|---:|---:|---:|---:|---:|---:|", " modeled GB | GB/s | % of copy bw |", "---:|---:|---:|")
 		for _, ns := range strings.Split(tokens, ",") {
 			n, err := strconv.ParseInt(strings.TrimSpace(ns), 10, 64)
 			if err != nil {
 				return fmt.Errorf("-tokens: %v", err)
 			}
-			for _, mode := range modeList {
-				var base result
-				for _, v := range variants {
-					lc := c
-					lc.Op, lc.Tokens, lc.Mode, lc.Variant = "logprobs", n, mode, v
-					r, err := runVariant(lc)
-					if err != nil {
-						return err
-					}
-					if v == "composed" {
-						base = r
-					}
-					// The weight gradient (V x H, the same in every variant)
-					// bounds the ratio; the last columns leave it out.
-					dW := int64(0)
-					if mode == "fwdbwd" {
-						dW = c.Vocab * c.Hidden * int64(dtypeSize(c.DType))
-					}
-					fmt.Fprintf(&md, "| %d | %s | %s | %.2f | %s | %.2fx | %.1fx | %s | %.1fx |", n, mode, v, r.Ms,
-						mib(r.PeakBytes), base.Ms/r.Ms, float64(base.PeakBytes)/math.Max(1, float64(r.PeakBytes)),
-						mib(r.PeakBytes-dW), float64(base.PeakBytes-dW)/math.Max(1, float64(r.PeakBytes-dW)))
-					if cuda {
-						gb := bytesModel(lc) / 1e9
-						fmt.Fprintf(&md, " %.2f | %.0f | %.0f |", gb, gb/(r.Ms/1e3), 100*gb/(r.Ms/1e3)/bw)
-					}
-					md.WriteString("\n")
-					fmt.Fprintf(os.Stderr, "logprobs N=%d %s %s: %.2f ms, peak %s MiB, check %.6g\n", n, mode, v, r.Ms, mib(r.PeakBytes), r.Check)
+			lc := c
+			lc.Op, lc.Tokens = "logprobs", n
+			err = eachVariant(lc, modeList, variants, func(lc config, r, base result) {
+				// The weight gradient (V x H, the same in every variant)
+				// bounds the ratio; the last columns leave it out.
+				dW := int64(0)
+				if lc.Mode == "fwdbwd" {
+					dW = c.Vocab * c.Hidden * int64(dtypeSize(c.DType))
 				}
+				fmt.Fprintf(&md, "| %d | %s | %s | %.2f | %s | %.2fx | %.1fx | %s | %.1fx |", n, lc.Mode, lc.Variant, r.Ms,
+					mib(r.PeakBytes), base.Ms/r.Ms, float64(base.PeakBytes)/math.Max(1, float64(r.PeakBytes)),
+					mib(r.PeakBytes-dW), float64(base.PeakBytes-dW)/math.Max(1, float64(r.PeakBytes-dW)))
+				if cuda {
+					gb := bytesModel(lc) / 1e9
+					fmt.Fprintf(&md, " %.2f | %.0f | %.0f |", gb, gb/(r.Ms/1e3), 100*gb/(r.Ms/1e3)/bw)
+				}
+				md.WriteString("\n")
+				fmt.Fprintf(os.Stderr, "logprobs N=%d %s %s: %.2f ms, peak %s MiB, check %.6g\n", n, lc.Mode, lc.Variant, r.Ms, mib(r.PeakBytes), r.Check)
+			})
+			if err != nil {
+				return err
 			}
 		}
 		md.WriteString("\n")
@@ -216,35 +229,20 @@ func parent(c config, op, tokens, modes, out string) error {
 			fmt.Fprintf(&md, "hidden [%d, %d, %d]: gather the last position, final norm, value head, "+
 				"BT loss over %d pairs. fwdbwd includes the [B, L, H] input gradient.\n\n",
 				c.Batch, c.SeqLen, c.Hidden, c.Batch/2)
-			md.WriteString("| mode | variant | ms | peak MiB | time vs composed |")
-			if cuda {
-				md.WriteString(" modeled MB | GB/s |")
-			}
-			md.WriteString("\n|---|---|---:|---:|---:|")
-			if cuda {
-				md.WriteString("---:|---:|")
-			}
-			md.WriteString("\n")
-			for _, mode := range modeList {
-				var base result
-				for _, v := range variants {
-					rc := c
-					rc.Op, rc.Mode, rc.Variant, rc.NormRMS = "reward", mode, v, rms
-					r, err := runVariant(rc)
-					if err != nil {
-						return err
-					}
-					if v == "composed" {
-						base = r
-					}
-					fmt.Fprintf(&md, "| %s | %s | %.3f | %s | %.2fx |", mode, v, r.Ms, mib(r.PeakBytes), base.Ms/r.Ms)
-					if cuda {
-						mb := bytesModel(rc) / 1e6
-						fmt.Fprintf(&md, " %.1f | %.0f |", mb, mb/1e3/(r.Ms/1e3))
-					}
-					md.WriteString("\n")
-					fmt.Fprintf(os.Stderr, "reward rms=%v %s %s: %.3f ms, peak %s MiB, check %.6g\n", rms, mode, v, r.Ms, mib(r.PeakBytes), r.Check)
+			header("| mode | variant | ms | peak MiB | time vs composed |", "|---|---|---:|---:|---:|", " modeled MB | GB/s |", "---:|---:|")
+			rc := c
+			rc.Op, rc.NormRMS = "reward", rms
+			err := eachVariant(rc, modeList, variants, func(rc config, r, base result) {
+				fmt.Fprintf(&md, "| %s | %s | %.3f | %s | %.2fx |", rc.Mode, rc.Variant, r.Ms, mib(r.PeakBytes), base.Ms/r.Ms)
+				if cuda {
+					mb := bytesModel(rc) / 1e6
+					fmt.Fprintf(&md, " %.1f | %.0f |", mb, mb/1e3/(r.Ms/1e3))
 				}
+				md.WriteString("\n")
+				fmt.Fprintf(os.Stderr, "reward rms=%v %s %s: %.3f ms, peak %s MiB, check %.6g\n", rms, rc.Mode, rc.Variant, r.Ms, mib(r.PeakBytes), r.Check)
+			})
+			if err != nil {
+				return err
 			}
 			md.WriteString("\n")
 		}
@@ -370,8 +368,7 @@ func timeIt(dev torch.Device, iters int, f func()) float64 {
 		torch.Synchronize(dev)
 		ms[i] = float64(time.Since(t0).Microseconds()) / 1e3
 	}
-	sort.Float64s(ms)
-	return ms[len(ms)/2]
+	return measure.Median(ms)
 }
 
 func bandwidth(dev torch.Device) result {

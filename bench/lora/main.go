@@ -14,28 +14,23 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ares-rlhf/ares/bench/internal/child"
+	"github.com/ares-rlhf/ares/bench/internal/measure"
+	"github.com/ares-rlhf/ares/bench/internal/policystep"
 	"github.com/ares-rlhf/ares/engine/model"
-	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/synth"
 	"github.com/ares-rlhf/ares/engine/torch"
-	"github.com/ares-rlhf/ares/engine/world"
 )
 
 // Qwen2.5-0.5B's shape (its config.json's keys); the RM is the same family,
@@ -50,8 +45,6 @@ const (
 
 // The LoRA arm's adapters: r 16, alpha 32, every projection of the blocks.
 var loraCfg = model.LoRA{R: 16, Alpha: 32, TargetModules: []string{"all-linear"}}
-
-var phaseKeys = []string{"generation", "scoring", "reference", "update_forward", "backward", "update", "step"}
 
 // childOut is what a child prints as its last line of stdout.
 type childOut struct {
@@ -127,15 +120,11 @@ func numel(ps []model.Param) int64 {
 	return n
 }
 
-// world builds the synthetic data, its tokenizer and codec, and the configs.
-func setupWorld() (pd repair.PolicyData, codec *repair.Codec, pcfg, rcfg *model.Config, vocab int, err error) {
-	dc := synth.DefaultConfig(false)
-	w := synth.BuildWorld(world.Default(), dc)
-	tok, err := w.TrainTokenizer(4096)
-	if err != nil {
-		return
-	}
-	if codec, err = repair.NewCodec(tok); err != nil {
+// setupWorld builds the synthetic data, its tokenizer and codec, the
+// configs, and the policy: random weights of pcfg (seed 1), steered to the
+// tokenizer's ids (steer).
+func setupWorld() (pd repair.PolicyData, codec *repair.Codec, pcfg, rcfg *model.Config, pol *model.Transformer, err error) {
+	if pd, codec, err = policystep.Data(); err != nil {
 		return
 	}
 	js := fmt.Sprintf(policyConfig, codec.End, codec.Pad)
@@ -145,32 +134,18 @@ func setupWorld() (pd repair.PolicyData, codec *repair.Codec, pcfg, rcfg *model.
 	if rcfg, err = model.ParseConfig([]byte(strings.Replace(js, `"num_hidden_layers":24`, fmt.Sprintf(`"num_hidden_layers":%d`, rmLayers), 1))); err != nil {
 		return
 	}
-	for _, p := range w.Eval {
-		if p.Kind == probes.KindHarm {
-			pd.Prompts = append(pd.Prompts, p.Prompt)
-			pd.Harmful = append(pd.Harmful, repair.Example{Prompt: p.Prompt, Response: p.YHarm})
-		}
+	if pol, err = model.Init(pcfg, model.CausalLM, 1, model.Options{}); err != nil {
+		return
 	}
-	pd.Lookalikes, pd.Replay = w.Looks, w.Benign
-	return pd, codec, pcfg, rcfg, tok.VocabSize(), nil
+	if err = steer(pol, codec.Tok.VocabSize()); err != nil {
+		pol.Close()
+		pol = nil
+	}
+	return
 }
 
 // steerBy is what steer writes into the embeddings' first component.
 const steerBy = 20
-
-// steeredPolicy is a random policy of cfg (seed 1), steered to the
-// tokenizer's vocab ids (steer).
-func steeredPolicy(cfg *model.Config, vocab int) (*model.Transformer, error) {
-	pol, err := model.Init(cfg, model.CausalLM, 1, model.Options{})
-	if err != nil {
-		return nil, err
-	}
-	if err := steer(pol, vocab); err != nil {
-		pol.Close()
-		return nil, err
-	}
-	return pol, nil
-}
 
 // steer sets the first component of every embedding row to +steerBy for the
 // tokenizer's ids [0, vocab) and to -steerBy for the others. The residual
@@ -208,15 +183,12 @@ func armChild(arm string, o opts) error {
 		return err
 	}
 	t0 := time.Now()
-	pd, codec, pcfg, rcfg, vocab, err := setupWorld()
-	if err != nil {
-		return err
-	}
-	pol, err := steeredPolicy(pcfg, vocab)
+	pd, codec, pcfg, rcfg, pol, err := setupWorld()
 	if err != nil {
 		return err
 	}
 	defer pol.Close()
+	vocab := codec.Tok.VocabSize()
 	rm, err := model.Init(rcfg, model.Reward, 2, model.Options{})
 	if err != nil {
 		return err
@@ -251,7 +223,7 @@ func armChild(arm string, o opts) error {
 	if err := child.ResetPeak(); err != nil {
 		return err
 	}
-	metrics := &cpuClock{last: cpuSeconds()}
+	metrics := &cpuClock{last: measure.CPUSeconds()}
 	if _, err := repair.RepairPolicy(pol, ref, rm, codec, pd, po, nil, 7, repair.RunIO{Metrics: metrics, Progress: os.Stderr, Label: arm}); err != nil {
 		return err
 	}
@@ -262,7 +234,7 @@ func armChild(arm string, o opts) error {
 		res.StepCPU /= float64(len(metrics.steps) - 1)
 	}
 	fmt.Fprintln(os.Stderr)
-	if res.Phases, res.ResponseLen, err = phasesFromMetrics(&metrics.Buffer); err != nil {
+	if res.Phases, res.ResponseLen, err = policystep.Times(&metrics.Buffer, 1); err != nil {
 		return err
 	}
 	res.VmHWM = child.Status("VmHWM")
@@ -280,63 +252,17 @@ type cpuClock struct {
 }
 
 func (c *cpuClock) Write(p []byte) (int, error) {
-	now := cpuSeconds()
+	now := measure.CPUSeconds()
 	c.steps = append(c.steps, now-c.last)
 	c.last = now
 	return c.Buffer.Write(p)
-}
-
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
-// phasesFromMetrics averages each phase over the steps after the first.
-func phasesFromMetrics(r *bytes.Buffer) (map[string]float64, float64, error) {
-	sum := map[string]float64{}
-	var lens float64
-	n := 0
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for i := 0; sc.Scan(); i++ {
-		if i == 0 {
-			continue // warm-up step
-		}
-		var rec map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			return nil, 0, err
-		}
-		for _, k := range phaseKeys {
-			if v, ok := rec["time/"+k].(float64); ok {
-				sum[k] += v
-			}
-		}
-		if v, ok := rec["response_len"].(float64); ok {
-			lens += v
-		}
-		n++
-	}
-	if n == 0 {
-		return nil, 0, fmt.Errorf("metrics: no timed step")
-	}
-	for k := range sum {
-		sum[k] /= float64(n)
-	}
-	return sum, lens / float64(n), nil
 }
 
 // probeChild times one forward+backward of the LoRA policy on 4 sequences
 // of 36 tokens with 1 and 2 intra-op threads, alternating, three times each
 // after a warm-up.
 func probeChild() error {
-	_, codec, pcfg, _, vocab, err := setupWorld()
-	if err != nil {
-		return err
-	}
-	pol, err := steeredPolicy(pcfg, vocab)
+	_, codec, _, _, pol, err := setupWorld()
 	if err != nil {
 		return err
 	}
@@ -396,19 +322,6 @@ func runChild(args ...string) (runResult, error) {
 	return r, err
 }
 
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
 func secs(xs []float64) string {
 	var s []string
 	for _, x := range xs {
@@ -418,19 +331,6 @@ func secs(xs []float64) string {
 }
 
 func gb(b float64) string { return fmt.Sprintf("%.2f", b/1e9) }
-
-func cpuModel() string {
-	out, err := exec.Command("lscpu").Output()
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(line, "Model name:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
 
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
@@ -485,7 +385,7 @@ func parent(o opts) error {
 		for _, r := range res[arm] {
 			xs = append(xs, f(r))
 		}
-		return median(xs)
+		return measure.Median(xs)
 	}
 	all := func(arm string, f func(r runResult) float64, format string) string {
 		var s []string
@@ -511,8 +411,8 @@ func parent(o opts) error {
 	var md bytes.Buffer
 	w := func(format string, a ...any) { fmt.Fprintf(&md, format, a...) }
 	w("# One policy-repair step on a Qwen2.5-0.5B-shaped policy: full fine-tuning against LoRA (CPU)\n\n")
-	w("Measured %s on %s, %d cores (`lscpu`), libtorch %s (compiled against %s), %d intra-op thread(s) (OpenBLAS %s), float32. ",
-		date, cpuModel(), runtime.NumCPU(), info.RuntimeVersion, info.CompiledVersion, o.threads, info.OpenBLASBuild)
+	w("Measured %s on %s, %d cores, libtorch %s (compiled against %s), %d intra-op thread(s) (OpenBLAS %s), float32. ",
+		date, measure.CPUModel(), runtime.NumCPU(), info.RuntimeVersion, info.CompiledVersion, o.threads, info.OpenBLASBuild)
 	w("Load average before / after the runs: %s / %s (other work shared the machine's 2 cores, so the times carry its noise).\n\n", loadBefore, loadAfter)
 	w("Reproduce: `ARES_NUM_THREADS=%d go run ./bench/lora -runs %d -steps %d -threads %d%s -out bench/results/lora-cpu.md`\n\n",
 		o.threads, o.runs, o.steps, o.threads, map[bool]string{true: " -probe", false: ""}[o.probe])
@@ -530,7 +430,7 @@ func parent(o opts) error {
 
 	w("## Results (median of %d runs per arm)\n\n", o.runs)
 	w("| | full fine-tuning | LoRA r=16 all-linear | full / LoRA |\n|---|---:|---:|---:|\n")
-	for _, k := range phaseKeys {
+	for _, k := range policystep.Phases {
 		label := k
 		if k == "step" {
 			label = "**whole step**"
@@ -567,7 +467,7 @@ func parent(o opts) error {
 	w("| frozen RM (both arms) | %s GB | %s GB |\n\n", gb(rmBytes), gb(rmBytes))
 
 	w("## All runs\n\n| | full fine-tuning | LoRA r=16 all-linear |\n|---|---|---|\n")
-	for _, k := range phaseKeys {
+	for _, k := range policystep.Phases {
 		w("| %s, s | %s | %s |\n", k, all("full", func(r runResult) float64 { return r.Phases[k] }, "%.2f"), all("lora", func(r runResult) float64 { return r.Phases[k] }, "%.2f"))
 	}
 	w("| whole step, CPU s | %s | %s |\n", all("full", func(r runResult) float64 { return r.StepCPU }, "%.2f"), all("lora", func(r runResult) float64 { return r.StepCPU }, "%.2f"))
@@ -579,7 +479,7 @@ func parent(o opts) error {
 	w("| child wall, s | %s | %s |\n\n", all("full", func(r runResult) float64 { return r.Wall }, "%.1f"), all("lora", func(r runResult) float64 { return r.Wall }, "%.1f"))
 	if probe != nil {
 		w("## Threads\n\nOne forward + backward of the LoRA policy on 4 x 36 tokens in one process, thread counts alternating after a warm-up: 1 thread %s s, 2 threads %s s (median %.2f against %.2f), so the runs use 1 thread.\n\n",
-			secs(probe.Probe["1"]), secs(probe.Probe["2"]), median(probe.Probe["1"]), median(probe.Probe["2"]))
+			secs(probe.Probe["1"]), secs(probe.Probe["2"]), measure.Median(probe.Probe["1"]), measure.Median(probe.Probe["2"]))
 	}
 	os.Stdout.Write(md.Bytes())
 	if o.out != "" {

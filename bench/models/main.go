@@ -24,10 +24,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ares-rlhf/ares/bench/internal/child"
+	"github.com/ares-rlhf/ares/bench/internal/measure"
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/torch"
 )
@@ -53,28 +53,6 @@ type peerOut struct {
 	DecodeCPU    map[string][]float64 `json:"decode_cpu"` // CPU seconds per token per run
 	RMSeqPerS    []float64            `json:"rm_seq_per_s"`
 	TrainTokPerS []float64            `json:"train_tok_per_s"`
-}
-
-// median of xs (0 when empty).
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// cpuSeconds is the process's user + system CPU time so far.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 const configJSON = `{"model_type":"llama","vocab_size":4096,"hidden_size":256,"num_hidden_layers":4,
@@ -183,11 +161,11 @@ func run(threads, blasThreads, runs int, batches []int, decodeOnly bool, outPath
 	}
 	for i := 0; i < runs; i++ {
 		for _, B := range sp.DecodeBatches {
-			c0, t0 := cpuSeconds(), time.Now()
+			c0, t0 := measure.CPUSeconds(), time.Now()
 			if _, err := lm.Generate(prompts[B], model.GenerateOptions{MaxNewTokens: sp.New}); err != nil {
 				return err
 			}
-			wall, cpu := time.Since(t0).Seconds(), cpuSeconds()-c0
+			wall, cpu := time.Since(t0).Seconds(), measure.CPUSeconds()-c0
 			goDecode[B] = append(goDecode[B], float64(B*sp.New)/wall)
 			goCPU[B] = append(goCPU[B], cpu/float64(B*sp.New))
 		}
@@ -259,19 +237,19 @@ func run(threads, blasThreads, runs int, batches []int, decodeOnly bool, outPath
 		cfg.VocabSize, cfg.Hidden, cfg.Layers, cfg.Heads, cfg.KVHeads, lm.NumParams())
 	fmt.Fprintf(&md, "| work | Go engine | PyTorch peer | Go / peer |\n|---|---:|---:|---:|\n")
 	for _, B := range sp.DecodeBatches {
-		g, p := median(goDecode[B]), median(peer.Decode[fmt.Sprint(B)])
+		g, p := measure.Median(goDecode[B]), measure.Median(peer.Decode[fmt.Sprint(B)])
 		fmt.Fprintf(&md, "| greedy decode, batch %d, %d+%d tokens (tokens/s) | %.0f | %.0f | %.2f |\n", B, sp.Prompt, sp.New, g, p, g/p)
 	}
 	if !decodeOnly {
-		g, p := median(rmRate), median(peer.RMSeqPerS)
+		g, p := measure.Median(rmRate), measure.Median(peer.RMSeqPerS)
 		fmt.Fprintf(&md, "| reward model, batch %d x %d tokens (sequences/s) | %.1f | %.1f | %.2f |\n", sp.RMBatch, sp.RMLen, g, p, g/p)
-		g, p = median(trainRate), median(peer.TrainTokPerS)
+		g, p = measure.Median(trainRate), measure.Median(peer.TrainTokPerS)
 		fmt.Fprintf(&md, "| LM training step, batch %d x %d, AdamW (tokens/s) | %.0f | %.0f | %.2f |\n", sp.TrainBatch, sp.TrainLen, g, p, g/p)
 	}
 	fmt.Fprintf(&md, "\nDecode CPU time (user + system, whole process) per generated token, median of the same runs:\n\n")
 	fmt.Fprintf(&md, "| decode | Go engine (ms CPU/token) | PyTorch peer (ms CPU/token) | peer / Go |\n|---|---:|---:|---:|\n")
 	for _, B := range sp.DecodeBatches {
-		g, p := median(goCPU[B])*1e3, median(peer.DecodeCPU[fmt.Sprint(B)])*1e3
+		g, p := measure.Median(goCPU[B])*1e3, measure.Median(peer.DecodeCPU[fmt.Sprint(B)])*1e3
 		fmt.Fprintf(&md, "| batch %d | %.3f | %.3f | %.2f |\n", B, g, p, p/g)
 	}
 	fmt.Fprintf(&md, "\nAll runs (tokens/s), engine: %v; peer: %v\n", fmtRuns(goDecode), fmtRuns(byBatch(peer.Decode)))

@@ -13,9 +13,7 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -31,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ares-rlhf/ares/bench/internal/measure"
 )
 
 type result struct {
@@ -186,6 +186,14 @@ func exitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return -1
+}
+
+// expect runs args (for a minute at most) and records the case as
+// expectError judges it.
+func (h *harness) expect(name string, args []string, want ...string) {
+	r := h.exec(time.Minute, args...)
+	verdict, note := expectError(r, want...)
+	h.add(name, args, r, verdict, note)
 }
 
 func (h *harness) add(name string, args []string, r run, verdict, note string) {
@@ -431,15 +439,10 @@ func (h *harness) runConfigCases() {
 	for _, c := range structural {
 		cfg := h.write1("cfg/struct-"+strings.ReplaceAll(c.name, " ", "-")+".toml", c.body)
 		args := []string{"sft", "--config", cfg, "--out", h.path("cfgout"), "--max-steps", "1"}
-		r := h.exec(time.Minute, args...)
+		h.expect(c.name, args, c.want)
 		os.RemoveAll(h.path("cfgout"))
-		verdict, note := expectError(r, c.want)
-		h.add(c.name, args, r, verdict, note)
 	}
-	args := []string{"sft", "--config", h.path("nope.toml")}
-	r := h.exec(time.Minute, args...)
-	v, n := expectError(r, "nope.toml")
-	h.add("missing config file", args, r, v, n)
+	h.expect("missing config file", []string{"sft", "--config", h.path("nope.toml")}, "nope.toml")
 }
 
 func repoRoot() string {
@@ -478,10 +481,8 @@ func (h *harness) redteamConfigCases() {
 	} {
 		cfg := h.write1("rtcfg/struct-"+strings.ReplaceAll(c.name, " ", "-")+".toml", c.body)
 		args := []string{"redteam", "--config", cfg, "--policy", h.policy, "--rm", h.rm, "--out", h.path("rtout"), "--quiet"}
-		r := h.exec(time.Minute, args...)
+		h.expect(c.name, args, c.want)
 		os.RemoveAll(h.path("rtout"))
-		verdict, note := expectError(r, c.want)
-		h.add(c.name, args, r, verdict, note)
 	}
 }
 
@@ -728,9 +729,7 @@ func (h *harness) dataCases() {
 	} {
 		p := h.write1("data/score.jsonl", c.body)
 		args := []string{"score", "--rm", h.rm, "--input", p, "--out", h.path("data/score.out")}
-		r := h.exec(time.Minute, args...)
-		verdict, note := expectError(r, c.want)
-		h.add(c.name, args, r, verdict, note)
+		h.expect(c.name, args, c.want)
 	}
 	// sft data (data.sft) and preference pairs (data.pairs)
 	for _, c := range []struct{ name, key, cmd, body, want string }{
@@ -747,10 +746,8 @@ func (h *harness) dataCases() {
 		cfg := h.write1("data/run.toml", strings.Replace(sftBase, "world = true", "world = true\n"+c.key+" = \""+p+"\"", 1)+
 			"\n[train_rm]\nsteps = 2\nbatch = 2\n")
 		args := []string{c.cmd, "--config", cfg, "--out", h.path("data/out"), "--max-steps", "1"}
-		r := h.exec(time.Minute, args...)
+		h.expect(c.name, args, c.want)
 		os.RemoveAll(h.path("data/out"))
-		verdict, note := expectError(r, c.want)
-		h.add(c.name, args, r, verdict, note)
 	}
 	// findings (repair reads them back)
 	h.findingsCases()
@@ -1050,9 +1047,7 @@ func (h *harness) modelCases() {
 		copyDir(h.policy, dir)
 		c.damage(dir)
 		args := []string{"generate", "--model", dir, "--prompts", prompts, "--max-new-tokens", "4", "--out", h.path("models/out.jsonl")}
-		r := h.exec(time.Minute, args...)
-		verdict, note := expectError(r, c.want...)
-		h.add(c.name, args, r, verdict, note)
+		h.expect(c.name, args, c.want...)
 	}
 }
 
@@ -1586,7 +1581,7 @@ func (h *harness) diskFullCases() {
 func (h *harness) write(path string, took time.Duration, seed int64, kills int) error {
 	var b strings.Builder
 	host, _ := os.Hostname()
-	cpu := cpuModel()
+	cpu := measure.CPUModel()
 	fmt.Fprintf(&b, "# Reliability under bad input, faults and interruption\n\n")
 	fmt.Fprintf(&b, "Every case runs the real CLI (`bin/ares`) on tiny models of the synthetic world and ends as\n"+
 		"**ok** (a clear error naming the place and the cause, or correct behaviour with nothing lost),\n"+
@@ -1644,23 +1639,6 @@ func cell(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
 	return strings.ReplaceAll(s, "`", "'")
 }
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOARCH
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "model name") {
-			return strings.TrimSpace(strings.SplitN(sc.Text(), ":", 2)[1])
-		}
-	}
-	return runtime.GOARCH
-}
-
-var _ = context.Background
 
 // adapterDir replaces d with a PEFT adapter directory: adapter_config.json of
 // a rank-2 LoRA on base targeting target, and, with weights, an empty

@@ -12,7 +12,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"flag"
@@ -24,12 +23,11 @@ import (
 	"time"
 
 	"github.com/ares-rlhf/ares/bench/internal/child"
+	"github.com/ares-rlhf/ares/bench/internal/policystep"
 	"github.com/ares-rlhf/ares/engine/model"
-	"github.com/ares-rlhf/ares/engine/probes"
 	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/synth"
 	"github.com/ares-rlhf/ares/engine/torch"
-	"github.com/ares-rlhf/ares/engine/world"
 )
 
 // workload is what the peer needs to do the same work: the step's settings
@@ -58,13 +56,10 @@ type workload struct {
 	ReplayData     [][2][]int `json:"replay_data"`
 }
 
-// phases are seconds per rollout batch (Updates optimizer steps).
-type phases map[string]float64
-
 type peerOut struct {
-	Torch       string  `json:"torch"`
-	Phases      phases  `json:"phases"`
-	ResponseLen float64 `json:"response_len"`
+	Torch       string             `json:"torch"`
+	Phases      map[string]float64 `json:"phases"` // seconds per rollout batch (Updates optimizer steps)
+	ResponseLen float64            `json:"response_len"`
 }
 
 // Same shape as bench/models: Llama family, 4 layers, hidden 256.
@@ -94,17 +89,11 @@ func run(threads, blasThreads, batches int, outPath string) error {
 	if err := torch.SetBLASThreads(blasThreads); err != nil {
 		return err
 	}
-	dc := synth.DefaultConfig(false)
-	w := synth.BuildWorld(world.Default(), dc)
-	tok, err := w.TrainTokenizer(4096)
+	pd, codec, err := policystep.Data()
 	if err != nil {
 		return err
 	}
-	codec, err := repair.NewCodec(tok)
-	if err != nil {
-		return err
-	}
-	cfg, err := model.ParseConfig([]byte(fmt.Sprintf(configJSON, tok.VocabSize(), codec.End, codec.Pad)))
+	cfg, err := model.ParseConfig([]byte(fmt.Sprintf(configJSON, codec.Tok.VocabSize(), codec.End, codec.Pad)))
 	if err != nil {
 		return err
 	}
@@ -123,23 +112,13 @@ func run(threads, blasThreads, batches int, outPath string) error {
 		if err != nil {
 			return err
 		}
-		err = m.Save(x.dir, x.kind, tok)
+		err = m.Save(x.dir, x.kind, codec.Tok)
 		m.Close()
 		if err != nil {
 			return err
 		}
 	}
-	// The data of a repair: harmful prompts as the findings' prompts, their
-	// y_harm as the unlikelihood targets, look-alikes, benign replay.
-	var pd repair.PolicyData
-	for _, p := range w.Eval {
-		if p.Kind == probes.KindHarm {
-			pd.Prompts = append(pd.Prompts, p.Prompt)
-			pd.Harmful = append(pd.Harmful, repair.Example{Prompt: p.Prompt, Response: p.YHarm})
-		}
-	}
-	pd.Lookalikes, pd.Replay = w.Looks, w.Benign
-	o := dc.PolicyRepair
+	o := synth.DefaultConfig(false).PolicyRepair
 	o.Steps = int64((batches + 1) * o.UpdatesPerBatch)
 	o.Warmup = 0
 
@@ -164,7 +143,7 @@ func run(threads, blasThreads, batches int, outPath string) error {
 		return err
 	}
 	goWall := time.Since(t0)
-	goPh, goLen, err := phasesFromMetrics(&metrics, o.UpdatesPerBatch)
+	goPh, goLen, err := policystep.Times(&metrics, o.UpdatesPerBatch)
 	if err != nil {
 		return err
 	}
@@ -227,39 +206,4 @@ func run(threads, blasThreads, batches int, outPath string) error {
 		return os.WriteFile(outPath, md.Bytes(), 0o644)
 	}
 	return nil
-}
-
-// phasesFromMetrics sums each phase over the steps of every rollout batch
-// after the first and averages over those batches.
-func phasesFromMetrics(r *bytes.Buffer, updates int) (phases, float64, error) {
-	sum := phases{}
-	var lens float64
-	n := 0
-	sc := bufio.NewScanner(r)
-	for i := 0; sc.Scan(); i++ {
-		var rec map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			return nil, 0, err
-		}
-		if i < updates {
-			continue // warm-up batch
-		}
-		for _, k := range []string{"generation", "scoring", "reference", "update_forward", "backward", "update", "step"} {
-			if v, ok := rec["time/"+k].(float64); ok {
-				sum[k] += v
-			}
-		}
-		if v, ok := rec["response_len"].(float64); ok {
-			lens += v
-		}
-		n++
-	}
-	if n == 0 || n%updates != 0 {
-		return nil, 0, fmt.Errorf("metrics: %d timed steps, not whole rollout batches of %d", n, updates)
-	}
-	nb := float64(n / updates)
-	for k := range sum {
-		sum[k] /= nb
-	}
-	return sum, lens / float64(n), nil
 }

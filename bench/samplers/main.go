@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ares-rlhf/ares/bench/internal/measure"
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/judge"
 	"github.com/ares-rlhf/ares/engine/mentor"
@@ -109,32 +110,16 @@ func study(policyDir, rmDir string, budget, k, batch int, seedsF, kindsF string,
 	if err != nil {
 		return err
 	}
-	pol, err := model.Load(policyDir, model.CausalLM, model.Options{})
+	pol, pc, err := load(policyDir, model.CausalLM)
 	if err != nil {
 		return err
 	}
 	defer pol.Close()
-	rm, err := model.Load(rmDir, model.Reward, model.Options{})
+	rm, rc, err := load(rmDir, model.Reward)
 	if err != nil {
 		return err
 	}
 	defer rm.Close()
-	ptok, err := model.LoadTokenizer(policyDir)
-	if err != nil {
-		return err
-	}
-	rtok, err := model.LoadTokenizer(rmDir)
-	if err != nil {
-		return err
-	}
-	pc, err := repair.NewCodec(ptok)
-	if err != nil {
-		return err
-	}
-	rc, err := repair.NewCodec(rtok)
-	if err != nil {
-		return err
-	}
 	coupled := map[world.Cell]bool{}
 	for _, c := range lib.CoupledCells(nil) {
 		coupled[c] = true
@@ -176,10 +161,24 @@ func study(policyDir, rmDir string, budget, k, batch int, seedsF, kindsF string,
 		}
 	}
 	if machine == "" {
-		machine = cpuModel()
+		machine = measure.CPUModel()
 	}
 	return writeReport(mdPath, reportInput{policy: policyDir, rm: rmDir, pol: pol, budget: budget, k: k, batch: batch, maxNew: maxNew,
 		temp: temp, kinds: kinds, seeds: seeds, runs: runs, wall: time.Since(t0), machine: machine, torch: info, coupled: len(coupled)})
+}
+
+// load loads the model of dir and the codec of its tokenizer.
+func load(dir string, kind model.Kind) (*model.Transformer, *repair.Codec, error) {
+	tok, err := model.LoadTokenizer(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := repair.NewCodec(tok)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := model.Load(dir, kind, model.Options{})
+	return m, c, err
 }
 
 func summarise(res *mentor.Result, coupled map[world.Cell]bool) run {
@@ -287,19 +286,4 @@ func joinSeeds(xs []int64) string {
 		s[i] = strconv.FormatInt(x, 10)
 	}
 	return strings.Join(s, ",")
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return runtime.GOOS + "/" + runtime.GOARCH
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "model name") {
-			if i := strings.Index(l, ":"); i >= 0 {
-				return strings.TrimSpace(l[i+1:])
-			}
-		}
-	}
-	return runtime.GOOS + "/" + runtime.GOARCH
 }

@@ -30,19 +30,17 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/ares-rlhf/ares/bench/internal/child"
+	"github.com/ares-rlhf/ares/bench/internal/measure"
 	"github.com/ares-rlhf/ares/engine/model"
 	"github.com/ares-rlhf/ares/engine/repair/loss"
 	"github.com/ares-rlhf/ares/engine/torch"
@@ -104,9 +102,8 @@ func fatal(err error) {
 // ---- parent -------------------------------------------------------------------
 
 func runOnce(c config) (result, error) {
-	b, _ := json.Marshal(c)
 	var r result
-	st, err := child.Run(&r, "-child", string(b))
+	st, err := child.RunConfig(&r, c)
 	if err != nil {
 		return result{}, fmt.Errorf("%s/%s: %v", c.Mode, c.Variant, err)
 	}
@@ -114,28 +111,7 @@ func runOnce(c config) (result, error) {
 	return r, nil
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func mib(b float64) string { return fmt.Sprintf("%.0f", b/(1<<20)) }
-
-func cpuModel() string {
-	b, err := exec.Command("lscpu").Output()
-	if err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "Model name" {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	return "unknown CPU"
-}
 
 type variant struct {
 	name  string
@@ -158,7 +134,7 @@ func parent(c config, chunks, modes string, runs int, out string) error {
 	N := c.Batch * (c.SeqLen - 1)
 	var md strings.Builder
 	fmt.Fprintf(&md, "Measured %s by `go run ./bench/vocab %s` on %s (%d CPUs, %s/%s), libtorch %s, float32, %d intra-op thread(s).\n\n",
-		time.Now().UTC().Format("2006-01-02"), strings.Join(os.Args[1:], " "), cpuModel(), runtime.NumCPU(),
+		time.Now().UTC().Format("2006-01-02"), strings.Join(os.Args[1:], " "), measure.CPUModel(), runtime.NumCPU(),
 		runtime.GOOS, runtime.GOARCH, info.RuntimeVersion, c.Threads)
 	fmt.Fprintf(&md, "Model: vocabulary %d, hidden %d, %d layer(s), tied head, random weights. Batch %d x %d tokens: N = %d log-probabilities; "+
 		"full logits would be [%d, %d] = %s MiB in float32. Each figure is the median of %d runs, each in a fresh process; "+
@@ -191,7 +167,7 @@ func parent(c config, chunks, modes string, runs int, out string) error {
 				sp, cp = append(sp, float64(r.StepPeak)), append(cp, float64(r.ChildPeak))
 			}
 			last := res[i][len(res[i])-1]
-			r := result{Ms: median(ms), CPUMs: median(cpu), StepPeak: int64(median(sp)), ChildPeak: int64(median(cp)),
+			r := result{Ms: measure.Median(ms), CPUMs: measure.Median(cpu), StepPeak: int64(measure.Median(sp)), ChildPeak: int64(measure.Median(cp)),
 				Calls: last.Calls, Check: last.Check}
 			if i == 0 {
 				base = r
@@ -322,7 +298,7 @@ func runChild(c config) (r result, err error) {
 			cpu[i] = (threadCPU() - u0).Seconds() * 1e3
 			calls = torch.NativeCalls() - c0
 		}
-		r.Ms, r.CPUMs, r.Calls = median(ms), median(cpu), calls
+		r.Ms, r.CPUMs, r.Calls = measure.Median(ms), measure.Median(cpu), calls
 		r.StepPeak = child.Status("VmHWM") - base
 	})
 	return r, err

@@ -81,6 +81,16 @@ func Run(out any, args ...string) (Stats, error) {
 	return st, fmt.Errorf("child %v: no result line", args)
 }
 
+// RunConfig is Run for a child that Serve answers: it runs this binary with
+// -child and cfg, JSON-encoded.
+func RunConfig(out, cfg any) (Stats, error) {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return Stats{}, err
+	}
+	return Run(out, "-child", string(b))
+}
+
 // Status is a kB field of /proc/self/status ("VmRSS", "VmHWM") in bytes, or
 // -1 when it cannot be read.
 func Status(key string) int64 {

@@ -7,6 +7,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == "-child" {
+		err := Serve(os.Args[2], func(c struct{ X int }) (int, error) { return 2 * c.X, nil })
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if v := os.Getenv("CHILD_TEST_REPORT"); v != "" {
 		fmt.Println("noise before the result")
 		if v == "yes" {
@@ -30,6 +38,13 @@ func TestRunGetsTheReport(t *testing.T) {
 	t.Setenv("CHILD_TEST_REPORT", "no")
 	if _, err := Run(&got); err == nil {
 		t.Fatal("a child without a result line: no error")
+	}
+}
+
+func TestRunConfigServe(t *testing.T) {
+	var got int
+	if _, err := RunConfig(&got, struct{ X int }{21}); err != nil || got != 42 {
+		t.Fatalf("got %d, %v", got, err)
 	}
 }
 
