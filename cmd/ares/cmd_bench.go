@@ -40,11 +40,8 @@ func runBenchStudy(args []string) error {
 	fs := newFlagSet("bench study")
 	config := fs.String("config", "", "study config (TOML; see bench/study.toml)")
 	out := fs.String("out", "", "output directory (overrides run.out)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if *config == "" {
 		return usagef("--config is required")

@@ -13,7 +13,9 @@ func init() {
 	register(command{
 		name:    "ckpt",
 		summary: "inspect, verify, diff checkpoints; import/export safetensors",
-		run:     runCkpt,
+		run: subcommands("ckpt", ckptUsage, map[string]func([]string) error{
+			"inspect": ckptInspect, "verify": ckptVerify, "export": ckptExport, "import": ckptImport, "diff": ckptDiff,
+		}),
 	})
 }
 
@@ -27,37 +29,10 @@ const ckptUsage = `usage:
   ares ckpt diff A B                     per tensor: equal or max |a-b| (exit 0 only if all equal)
 A and B of diff may each be a checkpoint or safetensors.`
 
-func runCkpt(args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(os.Stderr, ckptUsage)
-		if len(args) == 0 {
-			return usagef("missing subcommand")
-		}
-		return nil
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "inspect":
-		return ckptInspect(rest)
-	case "verify":
-		return ckptVerify(rest)
-	case "export":
-		return ckptExport(rest)
-	case "import":
-		return ckptImport(rest)
-	case "diff":
-		return ckptDiff(rest)
-	}
-	return usagef("unknown ckpt subcommand %q\n%s", sub, ckptUsage)
-}
-
 func ckptInspect(args []string) error {
 	fs := newFlagSet("ckpt inspect")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsN(fs, args, 1, "ckpt inspect takes one checkpoint directory"); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return usagef("ckpt inspect takes one checkpoint directory")
 	}
 	r, err := checkpoints.Open(fs.Arg(0), nil)
 	if err != nil {
@@ -69,11 +44,8 @@ func ckptInspect(args []string) error {
 
 func ckptVerify(args []string) error {
 	fs := newFlagSet("ckpt verify")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsN(fs, args, 1, "ckpt verify takes one checkpoint directory"); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return usagef("ckpt verify takes one checkpoint directory")
 	}
 	r, err := checkpoints.Open(fs.Arg(0), nil)
 	if err != nil {
@@ -121,11 +93,8 @@ func ckptImport(args []string) error {
 	chunk := fs.String("chunk-size", "4MiB", "raw bytes per compressed chunk")
 	shard := fs.String("shard-size", "1GiB", "maximum shard file size")
 	level := fs.Int("level", 1, "zstd level: 1 fastest .. 4 best")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsN(fs, args, 2, "ckpt import takes a safetensors input and an output checkpoint directory"); err != nil {
 		return err
-	}
-	if fs.NArg() != 2 {
-		return usagef("ckpt import takes a safetensors input and an output checkpoint directory")
 	}
 	c, err := parseSize(*chunk)
 	if err != nil {
@@ -144,11 +113,8 @@ func ckptImport(args []string) error {
 
 func ckptDiff(args []string) error {
 	fs := newFlagSet("ckpt diff")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsN(fs, args, 2, "ckpt diff takes two checkpoints or safetensors paths"); err != nil {
 		return err
-	}
-	if fs.NArg() != 2 {
-		return usagef("ckpt diff takes two checkpoints or safetensors paths")
 	}
 	a, err := checkpoints.OpenSource(fs.Arg(0))
 	if err != nil {

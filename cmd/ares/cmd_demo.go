@@ -30,11 +30,8 @@ func runDemo(args []string) error {
 	out := fs.String("out", "out/demo", "directory for models, findings, metrics and the report")
 	quick := fs.Bool("quick", false, "reduced size for smoke checks")
 	seed := fs.Int64("seed", 1, "random seed")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err

@@ -11,7 +11,8 @@ import (
 )
 
 func init() {
-	register(command{name: "lora", summary: "LoRA adapters in PEFT's format: merge an adapter into its base model", run: runLoRA})
+	register(command{name: "lora", summary: "LoRA adapters in PEFT's format: merge an adapter into its base model",
+		run: subcommands("lora", loraUsage, map[string]func([]string) error{"merge": loraMerge})})
 }
 
 const loraUsage = `usage:
@@ -20,24 +21,14 @@ const loraUsage = `usage:
       W + s·B·A; --model defaults to the adapter's base_model_name_or_path.
       The base model directory is read, never written.`
 
-func runLoRA(args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(os.Stderr, loraUsage)
-		if len(args) == 0 {
-			return usagef("missing subcommand")
-		}
-		return nil
-	}
-	if args[0] != "merge" {
-		return usagef("unknown lora subcommand %q\n%s", args[0], loraUsage)
-	}
+func loraMerge(args []string) error {
 	fs := newFlagSet("lora merge")
 	var base, adapter, out, dtype string
 	fs.StringVar(&base, "model", "", "base model directory (default: the adapter's base_model_name_or_path)")
 	fs.StringVar(&adapter, "adapter", "", "PEFT adapter directory (adapter_config.json, adapter_model.safetensors)")
 	fs.StringVar(&out, "out", "", "output model directory")
 	fs.StringVar(&dtype, "dtype", "", "dtype of the merged weights (default float32)")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if adapter == "" || out == "" {

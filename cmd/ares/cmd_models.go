@@ -48,22 +48,28 @@ func (f *modelFlags) options() (model.Options, error) {
 	return model.Options{Device: dev, DType: dt}, nil
 }
 
-func openOut(path string) (io.Writer, func() error, error) {
-	if path == "-" {
-		return os.Stdout, func() error { return nil }, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	w := bufio.NewWriter(f)
-	return w, func() error {
-		if err := w.Flush(); err != nil {
-			f.Close()
-			return err
+// openOut opens the JSONL output of a model command (--out; - for standard
+// output) and returns the function that flushes and closes it.
+func openOut(path string) (*jsonl.Writer, func() error, error) {
+	var w io.Writer = os.Stdout
+	closeOut := func() error { return nil }
+	if path != "-" {
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, nil, err
 		}
-		return f.Close()
-	}, nil
+		bw := bufio.NewWriter(f)
+		w, closeOut = bw, func() error {
+			if err := bw.Flush(); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}
+	}
+	enc := jsonl.NewWriter(w)
+	enc.SetEscapeHTML(true) // the bytes these commands always wrote
+	return enc, closeOut, nil
 }
 
 // readJSONL decodes every line of path into a fresh T, rejecting unknown
@@ -193,12 +199,10 @@ func scoreLike(dir, input string, mf modelFlags, opts model.Options, kind model.
 			return fmt.Errorf("%s: %d tokens exceed the model's context of %d", where, len(seqs[i]), m.Cfg.MaxPos)
 		}
 	}
-	w, closeOut, err := openOut(mf.out)
+	enc, closeOut, err := openOut(mf.out)
 	if err != nil {
 		return err
 	}
-	enc := jsonl.NewWriter(w)
-	enc.SetEscapeHTML(true) // the bytes these commands always wrote
 	for lo := 0; lo < len(seqs); lo += mf.batch {
 		hi := min(lo+mf.batch, len(seqs))
 		var rows []any
@@ -318,12 +322,10 @@ func runGenerate(args []string) error {
 	if m.Cfg.PadTokenID != nil {
 		pad = *m.Cfg.PadTokenID
 	}
-	w, closeOut, err := openOut(mf.out)
+	enc, closeOut, err := openOut(mf.out)
 	if err != nil {
 		return err
 	}
-	enc := jsonl.NewWriter(w)
-	enc.SetEscapeHTML(true) // the bytes these commands always wrote
 	for lo := 0; lo < len(ids); lo += mf.batch {
 		hi := min(lo+mf.batch, len(ids))
 		g, err := m.Generate(ids[lo:hi], model.GenerateOptions{MaxNewTokens: *maxNew, Temperature: *temp,

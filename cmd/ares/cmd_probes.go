@@ -22,22 +22,15 @@ const probesUsage = `usage:
   ares probes world [--library FILE] [--seed N] [--out DIR] [--harm N] [--benign N] [--lookalike N]
   ares probes train-judge [--data FILE.jsonl | --world] --out judge.json [--seed N]`
 
+// runProbes runs subcommands, except that with no arguments the usage is the
+// usage error itself.
 func runProbes(args []string) error {
 	if len(args) == 0 {
 		return usagef("%s", probesUsage)
 	}
-	switch args[0] {
-	case "import":
-		return probesImport(args[1:])
-	case "world":
-		return probesWorld(args[1:])
-	case "train-judge":
-		return probesTrainJudge(args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprintln(os.Stderr, probesUsage)
-		return nil
-	}
-	return usagef("unknown probes subcommand %q\n%s", args[0], probesUsage)
+	return subcommands("probes", probesUsage, map[string]func([]string) error{
+		"import": probesImport, "world": probesWorld, "train-judge": probesTrainJudge,
+	})(args)
 }
 
 // splitPositional lets flags come after the positional FILE too, as in the

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/engine/model"
-	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/world"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
@@ -236,11 +235,7 @@ warmup_rounds = 1
 
 	// Long probes: max_new_tokens leaves room for the shorter half of the
 	// prompts only.
-	tok, err := model.LoadTokenizer(lm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec, err := repair.NewCodec(tok)
+	_, codec, err := loadChat(lm, false)
 	if err != nil {
 		t.Fatal(err)
 	}

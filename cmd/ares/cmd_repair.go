@@ -267,19 +267,10 @@ func runSFT(args []string) error {
 		return err
 	}
 	defer f.close()
-	var data []repair.Example
-	switch {
-	case cfg.Data.SFT != "":
-		if data, err = repair.ReadExamples(cfg.Data.SFT); err != nil {
-			return err
-		}
-		if len(data) == 0 {
-			return fmt.Errorf("%s: data.sft: no examples (the file has no records; want {\"prompt\", \"response\"} JSONL)", cfg.Data.SFT)
-		}
-	case cfg.Data.World:
-		data = f.world(cfg).SFT
-	default:
-		return fmt.Errorf("%s: data.sft is required (or data.world = true)", f.config)
+	data, err := trainingData(f, cfg, "data.sft", cfg.Data.SFT, repair.ReadExamples,
+		func(w *synth.World) []repair.Example { return w.SFT }, `examples (the file has no records; want {"prompt", "response"} JSONL)`)
+	if err != nil {
+		return err
 	}
 	return f.trainOne(cfg, cfg.Models.Policy, cfg.LoRA.Policy, model.CausalLM, "policy", "sft", func(m *model.Transformer, c *repair.Codec, io repair.RunIO) error {
 		_, err := repair.SFT(m, c, data, cfg.SFT, cfg.Run.Seed, io)
@@ -293,19 +284,10 @@ func runTrainRM(args []string) error {
 		return err
 	}
 	defer f.close()
-	var data []repair.Pair
-	switch {
-	case cfg.Data.Pairs != "":
-		if data, err = repair.ReadPairs(cfg.Data.Pairs); err != nil {
-			return err
-		}
-		if len(data) == 0 {
-			return fmt.Errorf("%s: data.pairs: no preference pairs (the file has no records; want {\"prompt\", \"chosen\", \"rejected\"} JSONL)", cfg.Data.Pairs)
-		}
-	case cfg.Data.World:
-		data = f.world(cfg).Prefs
-	default:
-		return fmt.Errorf("%s: data.pairs is required (or data.world = true)", f.config)
+	data, err := trainingData(f, cfg, "data.pairs", cfg.Data.Pairs, repair.ReadPairs,
+		func(w *synth.World) []repair.Pair { return w.Prefs }, `preference pairs (the file has no records; want {"prompt", "chosen", "rejected"} JSONL)`)
+	if err != nil {
+		return err
 	}
 	return f.trainOne(cfg, cfg.Models.RM, cfg.LoRA.RM, model.Reward, "rm", "train-rm", func(m *model.Transformer, c *repair.Codec, io repair.RunIO) error {
 		_, err := repair.TrainRM(m, c, data, cfg.TrainRM, loss.BTOptions{}, cfg.Run.Seed, io)
@@ -489,35 +471,39 @@ func runRepair(args []string) error {
 
 func (f *runFlags) fillPolicyData(cfg *repair.RunConfig, pd *repair.PolicyData) error {
 	var err error
-	var w *synth.World
-	if cfg.Data.World {
-		w = f.world(cfg)
+	if pd.Replay, err = fileOrWorld(f, cfg, cfg.Data.Benign, repair.ReadExamples, func(w *synth.World) []repair.Example { return w.Benign }); err != nil {
+		return err
 	}
-	switch {
-	case cfg.Data.Benign != "":
-		if pd.Replay, err = repair.ReadExamples(cfg.Data.Benign); err != nil {
-			return err
-		}
-	case w != nil:
-		pd.Replay = w.Benign
-	}
-	switch {
-	case cfg.Data.Lookalikes != "":
-		if pd.Lookalikes, err = repair.ReadPrompts(cfg.Data.Lookalikes); err != nil {
-			return err
-		}
-	case w != nil:
-		pd.Lookalikes = w.Looks
-	}
-	return nil
+	pd.Lookalikes, err = fileOrWorld(f, cfg, cfg.Data.Lookalikes, repair.ReadPrompts, func(w *synth.World) []string { return w.Looks })
+	return err
 }
 
 func (f *runFlags) replayPairs(cfg *repair.RunConfig) ([]repair.Pair, error) {
+	return fileOrWorld(f, cfg, cfg.Data.Replay, repair.ReadPairs, func(w *synth.World) []repair.Pair { return w.Replay })
+}
+
+// fileOrWorld reads a data set from file when it is set, else takes the
+// synthetic world's with data.world, else returns none.
+func fileOrWorld[T any](f *runFlags, cfg *repair.RunConfig, file string, read func(string) ([]T, error), world func(*synth.World) []T) ([]T, error) {
 	switch {
-	case cfg.Data.Replay != "":
-		return repair.ReadPairs(cfg.Data.Replay)
+	case file != "":
+		return read(file)
 	case cfg.Data.World:
-		return f.world(cfg).Replay, nil
+		return world(f.world(cfg)), nil
 	}
 	return nil, nil
+}
+
+// trainingData is fileOrWorld for the data of sft or train-rm (config key
+// key), which must be given; an empty file is the error "FILE: KEY: no
+// <none>".
+func trainingData[T any](f *runFlags, cfg *repair.RunConfig, key, file string, read func(string) ([]T, error), world func(*synth.World) []T, none string) ([]T, error) {
+	if file == "" && !cfg.Data.World {
+		return nil, fmt.Errorf("%s: %s is required (or data.world = true)", f.config, key)
+	}
+	data, err := fileOrWorld(f, cfg, file, read, world)
+	if err == nil && file != "" && len(data) == 0 {
+		return nil, fmt.Errorf("%s: %s: no %s", file, key, none)
+	}
+	return data, err
 }

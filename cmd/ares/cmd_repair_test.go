@@ -54,13 +54,11 @@ func finalCheckpoint(t *testing.T, out string, step int64) string {
 	return filepath.Join(out, "checkpoints", "sft", checkpoints.CheckpointName(step))
 }
 
-// TestResumeEqualsUninterrupted: an sft run stopped at step 4 and resumed,
-// and one killed with SIGKILL at a random moment and resumed, both end
-// bit-identical (ares ckpt diff) to an uninterrupted run.
-func TestResumeEqualsUninterrupted(t *testing.T) {
-	cfg := writeConfig(t, sftConfig)
-	root := t.TempDir()
-	a, b, c := filepath.Join(root, "a"), filepath.Join(root, "b"), filepath.Join(root, "c")
+// sftStopResumeEqual runs sft with cfg into a uninterrupted and into b
+// stopped at step 4 and resumed, and fails the test unless both end with the
+// same checkpoint; what names the run in the failure.
+func sftStopResumeEqual(t *testing.T, cfg, a, b, what string) {
+	t.Helper()
 	if code := runMain([]string{"sft", "--config", cfg, "--out", a}); code != 0 {
 		t.Fatalf("uninterrupted run: exit %d", code)
 	}
@@ -70,9 +68,26 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 	if code := runMain([]string{"sft", "--config", cfg, "--out", b, "--resume"}); code != 0 {
 		t.Fatalf("resumed half: exit %d", code)
 	}
+	sameFinalCheckpoint(t, a, b, "stopped and resumed "+what)
+}
+
+// sameFinalCheckpoint fails the test unless the step-8 sft checkpoints of
+// the uninterrupted run a and of b are bit-identical (ares ckpt diff).
+func sameFinalCheckpoint(t *testing.T, a, b, what string) {
+	t.Helper()
 	if code := runMain([]string{"ckpt", "diff", finalCheckpoint(t, a, 8), finalCheckpoint(t, b, 8)}); code != 0 {
-		t.Fatal("stopped and resumed run differs from the uninterrupted one")
+		t.Fatal(what + " differs from the uninterrupted one")
 	}
+}
+
+// TestResumeEqualsUninterrupted: an sft run stopped at step 4 and resumed,
+// and one killed with SIGKILL at a random moment and resumed, both end
+// bit-identical (ares ckpt diff) to an uninterrupted run.
+func TestResumeEqualsUninterrupted(t *testing.T) {
+	cfg := writeConfig(t, sftConfig)
+	root := t.TempDir()
+	a, b, c := filepath.Join(root, "a"), filepath.Join(root, "b"), filepath.Join(root, "c")
+	sftStopResumeEqual(t, cfg, a, b, "run")
 	// SIGKILL at a random moment after the first checkpoint (during a step
 	// or a save), then resume.
 	r := rand.New(rand.NewSource(time.Now().UnixNano()))
@@ -94,9 +109,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 	if code := runMain([]string{"sft", "--config", cfg, "--out", c, "--resume"}); code != 0 {
 		t.Fatalf("resume after SIGKILL: exit %d", code)
 	}
-	if code := runMain([]string{"ckpt", "diff", finalCheckpoint(t, a, 8), finalCheckpoint(t, c, 8)}); code != 0 {
-		t.Fatal("run resumed after SIGKILL differs from the uninterrupted one")
-	}
+	sameFinalCheckpoint(t, a, c, "run resumed after SIGKILL")
 	for _, f := range []string{"config.resolved.toml", "metrics-sft.jsonl", "policy/model.safetensors", "policy/tokenizer.json"} {
 		if _, err := os.Stat(filepath.Join(a, f)); err != nil {
 			t.Fatalf("missing output %s", f)
@@ -111,18 +124,7 @@ func TestBFloat16MasterWeights(t *testing.T) {
 	cfg := writeConfig(t, strings.Replace(sftConfig, "seed = 3", "seed = 3\ndtype = \"bfloat16\"", 1))
 	root := t.TempDir()
 	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
-	if code := runMain([]string{"sft", "--config", cfg, "--out", a}); code != 0 {
-		t.Fatalf("uninterrupted run: exit %d", code)
-	}
-	if code := runMain([]string{"sft", "--config", cfg, "--out", b, "--max-steps", "4"}); code != 0 {
-		t.Fatalf("first half: exit %d", code)
-	}
-	if code := runMain([]string{"sft", "--config", cfg, "--out", b, "--resume"}); code != 0 {
-		t.Fatalf("resumed half: exit %d", code)
-	}
-	if code := runMain([]string{"ckpt", "diff", finalCheckpoint(t, a, 8), finalCheckpoint(t, b, 8)}); code != 0 {
-		t.Fatal("stopped and resumed bf16 run differs from the uninterrupted one")
-	}
+	sftStopResumeEqual(t, cfg, a, b, "bf16 run")
 	r, err := checkpoints.Open(finalCheckpoint(t, a, 8), nil)
 	if err != nil {
 		t.Fatal(err)

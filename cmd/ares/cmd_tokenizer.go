@@ -16,7 +16,12 @@ func init() {
 	register(command{
 		name:    "tokenizer",
 		summary: "train, encode and decode byte-level BPE tokenizers",
-		run:     runTokenizer,
+		run: subcommands("tokenizer", tokenizerUsage, map[string]func([]string) error{
+			"train":  tokenizerTrain,
+			"encode": func(args []string) error { return tokenizerCode(args, true) },
+			"decode": func(args []string) error { return tokenizerCode(args, false) },
+			"chat":   tokenizerChat,
+		}),
 	})
 }
 
@@ -38,27 +43,6 @@ one JSON array of ids per line (--text: the rendered text as a JSON string), wit
 model's chat template (chat_template.jinja or tokenizer_config.json's chat_template
 next to tokenizer.json; ChatML when there is none). Contents never become special
 tokens.`
-
-func runTokenizer(args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(os.Stderr, tokenizerUsage)
-		if len(args) == 0 {
-			return usagef("missing subcommand")
-		}
-		return nil
-	}
-	switch args[0] {
-	case "train":
-		return tokenizerTrain(args[1:])
-	case "encode":
-		return tokenizerCode(args[1:], true)
-	case "decode":
-		return tokenizerCode(args[1:], false)
-	case "chat":
-		return tokenizerChat(args[1:])
-	}
-	return usagef("unknown tokenizer subcommand %q\n%s", args[0], tokenizerUsage)
-}
 
 // listFlag collects a repeatable string flag.
 type listFlag []string

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strings"
 
 	"github.com/ares-rlhf/ares/engine/torch"
 )
@@ -15,11 +14,8 @@ func init() {
 
 func runVersion(args []string) error {
 	fs := newFlagSet("version")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	info, err := torch.Describe()
 	if err != nil {

@@ -67,18 +67,7 @@ func TestLoRASFTResumeMergeAndDataParallel(t *testing.T) {
 	cfg := loraSFTConfig(t, base, 0.1)
 	root := t.TempDir()
 	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
-	if code := runMain([]string{"sft", "--config", cfg, "--out", a}); code != 0 {
-		t.Fatalf("uninterrupted run: exit %d", code)
-	}
-	if code := runMain([]string{"sft", "--config", cfg, "--out", b, "--max-steps", "4"}); code != 0 {
-		t.Fatalf("first half: exit %d", code)
-	}
-	if code := runMain([]string{"sft", "--config", cfg, "--out", b, "--resume"}); code != 0 {
-		t.Fatalf("resumed half: exit %d", code)
-	}
-	if code := runMain([]string{"ckpt", "diff", finalCheckpoint(t, a, 8), finalCheckpoint(t, b, 8)}); code != 0 {
-		t.Fatal("stopped and resumed LoRA run differs from the uninterrupted one")
-	}
+	sftStopResumeEqual(t, cfg, a, b, "LoRA run")
 	// The checkpoint holds adapters and their moments only.
 	src, err := checkpoints.OpenSource(finalCheckpoint(t, a, 8))
 	if err != nil {

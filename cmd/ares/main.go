@@ -78,6 +78,50 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseNoArgs is parseFlags for a command that takes no positional
+// arguments.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil || fs.NArg() == 0 {
+		return err
+	}
+	return usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+}
+
+// parseFlagsN is parseFlags for a command that takes exactly n positional
+// arguments; msg is the usage error for any other number.
+func parseFlagsN(fs *flag.FlagSet, args []string, n int, msg string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != n {
+		return usageError{msg}
+	}
+	return nil
+}
+
+// isHelp reports whether arg asks for help instead of naming a subcommand.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "help" }
+
+// subcommands is the run function of a command made of subcommands (ares
+// ckpt inspect, ...): it runs the one args[0] names with the arguments
+// after it. With no arguments it prints usage and fails; with -h, --help
+// or help it prints usage.
+func subcommands(name, usage string, subs map[string]func(args []string) error) func(args []string) error {
+	return func(args []string) error {
+		if len(args) == 0 || isHelp(args[0]) {
+			fmt.Fprintln(os.Stderr, usage)
+			if len(args) == 0 {
+				return usagef("missing subcommand")
+			}
+			return nil
+		}
+		if run, ok := subs[args[0]]; ok {
+			return run(args[1:])
+		}
+		return usagef("unknown %s subcommand %q\n%s", name, args[0], usage)
+	}
+}
+
 func printUsage() {
 	fmt.Fprintln(os.Stderr, "usage: ares <command> [arguments]\n\ncommands:")
 	names := make([]string, 0, len(commands))
@@ -103,7 +147,7 @@ func init() { runtime.LockOSThread() }
 func main() { os.Exit(runMain(os.Args[1:])) }
 
 func runMain(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		printUsage()
 		if len(args) == 0 {
 			return exitUsage
