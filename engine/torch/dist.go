@@ -283,7 +283,11 @@ func (pg *ProcessGroup) AllReduceAsync(ts []*Tensor, op DistOp) (*Work, error) {
 
 // AllReduce is AllReduceAsync followed by Wait.
 func (pg *ProcessGroup) AllReduce(ts []*Tensor, op DistOp) error {
-	w, err := pg.AllReduceAsync(ts, op)
+	return waitAndClose(pg.AllReduceAsync(ts, op))
+}
+
+// waitAndClose waits for a collective that started (err nil) and releases it.
+func waitAndClose(w *Work, err error) error {
 	if err != nil {
 		return err
 	}
@@ -300,12 +304,7 @@ func (pg *ProcessGroup) BroadcastAsync(ts []*Tensor, root int) (*Work, error) {
 
 // Broadcast is BroadcastAsync followed by Wait.
 func (pg *ProcessGroup) Broadcast(ts []*Tensor, root int) error {
-	w, err := pg.BroadcastAsync(ts, root)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	return w.Wait()
+	return waitAndClose(pg.BroadcastAsync(ts, root))
 }
 
 // AllGather returns t from every rank stacked along a new first dimension
@@ -337,14 +336,7 @@ func (pg *ProcessGroup) BarrierAsync() (*Work, error) {
 }
 
 // Barrier returns when every rank has reached it.
-func (pg *ProcessGroup) Barrier() error {
-	w, err := pg.BarrierAsync()
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	return w.Wait()
-}
+func (pg *ProcessGroup) Barrier() error { return waitAndClose(pg.BarrierAsync()) }
 
 // Wait blocks until the collective completes, fails, or the group's timeout
 // passes, then finishes it (copies a bucket back into its tensors, averages).

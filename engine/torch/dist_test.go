@@ -12,63 +12,56 @@ import (
 // rank, each with its own store client and group) on loopback.
 func pair(t *testing.T, timeout time.Duration) [2]*ProcessGroup {
 	t.Helper()
-	if !HasBackend(Gloo) {
-		t.Skip("shim built without Gloo")
-	}
-	master, err := NewTCPStore(StoreOptions{Host: "127.0.0.1", Port: 0, Master: true, WorldSize: 2, Timeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(master.Close)
+	master := masterStore(t, 2, 20*time.Second)
 	port := master.Port()
 	if port <= 0 {
 		t.Fatalf("store port %d", port)
 	}
 	var pgs [2]*ProcessGroup
-	var errs [2]error
-	var wg sync.WaitGroup
-	for r := 0; r < 2; r++ {
-		wg.Add(1)
-		go func(r int) {
-			defer wg.Done()
-			st := master
-			if r == 1 {
-				c, err := NewTCPStore(StoreOptions{Host: "127.0.0.1", Port: port, WorldSize: 2, Timeout: 20 * time.Second})
-				if err != nil {
-					errs[r] = err
-					return
-				}
-				t.Cleanup(c.Close)
-				st = c
+	eachRank(t, func(r int) error {
+		st := master
+		if r == 1 {
+			c, err := NewTCPStore(StoreOptions{Host: "127.0.0.1", Port: port, WorldSize: 2, Timeout: 20 * time.Second})
+			if err != nil {
+				return err
 			}
-			pgs[r], errs[r] = NewProcessGroup(st, ProcessGroupOptions{Backend: Gloo, Rank: r, WorldSize: 2,
-				Prefix: t.Name(), Timeout: timeout, Host: "127.0.0.1", Threads: 1})
-		}(r)
-	}
-	wg.Wait()
-	for r, err := range errs {
-		if err != nil {
-			t.Fatalf("rank %d: %v", r, err)
+			t.Cleanup(c.Close)
+			st = c
 		}
-	}
+		var err error
+		pgs[r], err = NewProcessGroup(st, ProcessGroupOptions{Backend: Gloo, Rank: r, WorldSize: 2,
+			Prefix: t.Name(), Timeout: timeout, Host: "127.0.0.1", Threads: 1})
+		return err
+	})
 	t.Cleanup(func() { pgs[0].Close(); pgs[1].Close() })
 	return pgs
 }
 
-// both runs f for each rank concurrently and fails the test on an error.
-func both(t *testing.T, pgs [2]*ProcessGroup, f func(pg *ProcessGroup) error) {
+// masterStore starts a TCPStore master for world processes on a free
+// loopback port, closed when the test ends; it skips the test without Gloo.
+func masterStore(t *testing.T, world int, timeout time.Duration) *Store {
+	t.Helper()
+	if !HasBackend(Gloo) {
+		t.Skip("shim built without Gloo")
+	}
+	s, err := NewTCPStore(StoreOptions{Host: "127.0.0.1", Master: true, WorldSize: world, Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// eachRank runs f for ranks 0 and 1 concurrently and fails the test on an error.
+func eachRank(t *testing.T, f func(r int) error) {
 	t.Helper()
 	var errs [2]error
 	var wg sync.WaitGroup
-	for r := range pgs {
+	for r := range errs {
 		wg.Add(1)
 		go func(r int) {
 			defer wg.Done()
-			errs[r] = Try(func() {
-				if err := f(pgs[r]); err != nil {
-					panic(&Error{Op: "test", Code: CodeDist, Msg: err.Error()})
-				}
-			})
+			errs[r] = f(r)
 		}(r)
 	}
 	wg.Wait()
@@ -79,15 +72,21 @@ func both(t *testing.T, pgs [2]*ProcessGroup, f func(pg *ProcessGroup) error) {
 	}
 }
 
+// both runs f for each rank's group concurrently and fails the test on an
+// error or a torch panic.
+func both(t *testing.T, pgs [2]*ProcessGroup, f func(pg *ProcessGroup) error) {
+	t.Helper()
+	eachRank(t, func(r int) error {
+		return Try(func() {
+			if err := f(pgs[r]); err != nil {
+				panic(&Error{Op: "test", Code: CodeDist, Msg: err.Error()})
+			}
+		})
+	})
+}
+
 func TestStoreSetGetAdd(t *testing.T) {
-	if !HasBackend(Gloo) {
-		t.Skip("shim built without Gloo")
-	}
-	s, err := NewTCPStore(StoreOptions{Host: "127.0.0.1", Master: true, WorldSize: 1, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := masterStore(t, 1, 5*time.Second)
 	big := strings.Repeat("x", 1000)
 	if err := s.Set("k", []byte(big)); err != nil {
 		t.Fatal(err)
@@ -221,36 +220,30 @@ func TestPeerGoneFailsFast(t *testing.T) {
 	// Rank 1 leaves; rank 0's next collective must fail (connection closed),
 	// well before the 60 s timeout would.
 	pgs[1].Close()
-	x := FromSlice([]float32{1, 2})
-	defer x.Close()
-	err := pgs[0].AllReduce([]*Tensor{x}, DistSum)
-	if err == nil || !IsDistError(err) {
-		t.Fatalf("all-reduce with a departed peer: %v", err)
-	}
-	t.Log(err)
+	allReduceFails(t, pgs[0], []float32{1, 2}, "all-reduce with a departed peer")
 }
 
 func TestCollectiveTimesOut(t *testing.T) {
 	pgs := pair(t, 800*time.Millisecond)
 	// Rank 1 never joins this all-reduce.
-	x := FromSlice([]float32{1})
+	allReduceFails(t, pgs[0], []float32{1}, "all-reduce without a peer")
+}
+
+// allReduceFails checks that an all-reduce of data on pg fails as a
+// distributed error.
+func allReduceFails(t *testing.T, pg *ProcessGroup, data []float32, what string) {
+	t.Helper()
+	x := FromSlice(data)
 	defer x.Close()
-	err := pgs[0].AllReduce([]*Tensor{x}, DistSum)
+	err := pg.AllReduce([]*Tensor{x}, DistSum)
 	if err == nil || !IsDistError(err) {
-		t.Fatalf("all-reduce without a peer: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	t.Log(err)
 }
 
 func TestProcessGroupArguments(t *testing.T) {
-	if !HasBackend(Gloo) {
-		t.Skip("shim built without Gloo")
-	}
-	s, err := NewTCPStore(StoreOptions{Host: "127.0.0.1", Master: true, WorldSize: 1, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := masterStore(t, 1, 5*time.Second)
 	if _, err := NewProcessGroup(s, ProcessGroupOptions{Backend: Gloo, Rank: 2, WorldSize: 2, Timeout: time.Second}); err == nil {
 		t.Fatal("rank 2 of 2 accepted")
 	}

@@ -25,6 +25,15 @@ func must(t *testing.T, f func()) {
 	}
 }
 
+// wantInvalid fails the test unless f panics with an invalid-argument *Error.
+func wantInvalid(t *testing.T, name string, f func()) {
+	t.Helper()
+	err := Try(f)
+	if te, ok := err.(*Error); !ok || te.Code != CodeInvalid {
+		t.Errorf("%s: got %v, want an invalid-argument error", name, err)
+	}
+}
+
 // closeTo compares got with want using |got-want| <= atol + rtol*|want|.
 func closeTo(t *testing.T, name string, got []float32, want []float64, atol, rtol float64) {
 	t.Helper()

@@ -151,30 +151,16 @@ func TestGQAttentionFiniteDifferences(t *testing.T) {
 	n := int(sh.B * sh.L * sh.D)
 	qd, kd, vd := randf(&r, n*int(sh.nH), 1), randf(&r, n*int(sh.nKV), 1), randf(&r, n*int(sh.nKV), 1)
 	cw := randf(&r, n*int(sh.nH), 1)
-	eval := func(grads bool) (float64, [][]float64) {
-		s := NewScope()
-		defer s.Close()
-		f := fusedCase{s, CPU}
-		var obj float64
-		var gs [][]float64
-		must(t, func() {
-			rr := lcg(9)
-			_, _, _, cos, sin, mask := attnInputs(f, &rr, sh, Float64)
-			q := f.tensor(qd, Float64, sh.B, sh.L, sh.nH*sh.D).SetRequiresGrad(grads)
-			k := f.tensor(kd, Float64, sh.B, sh.L, sh.nKV*sh.D).SetRequiresGrad(grads)
-			v := f.tensor(vd, Float64, sh.B, sh.L, sh.nKV*sh.D).SetRequiresGrad(grads)
-			sp := AttentionSpec{Heads: sh.nH, KVHeads: sh.nKV, HeadDim: sh.D, RotaryDim: sh.rd}
-			o := GQAttention(q, k, v, cos, sin, nil, nil, 0, mask, sp).Mul(f.tensor(cw, Float64, sh.B, sh.L, sh.nH*sh.D)).Sum()
-			obj = o.Item()
-			if grads {
-				o.Backward()
-				gs = [][]float64{vals(q.Grad()), vals(k.Grad()), vals(v.Grad())}
-			}
-		})
-		return obj, gs
-	}
-	_, g := eval(true)
-	fn := func() float64 { v, _ := eval(false); return v }
+	g, fn := fdObjective(t, func(f fusedCase, grads bool) (*Tensor, []*Tensor) {
+		rr := lcg(9)
+		_, _, _, cos, sin, mask := attnInputs(f, &rr, sh, Float64)
+		q := f.tensor(qd, Float64, sh.B, sh.L, sh.nH*sh.D).SetRequiresGrad(grads)
+		k := f.tensor(kd, Float64, sh.B, sh.L, sh.nKV*sh.D).SetRequiresGrad(grads)
+		v := f.tensor(vd, Float64, sh.B, sh.L, sh.nKV*sh.D).SetRequiresGrad(grads)
+		sp := AttentionSpec{Heads: sh.nH, KVHeads: sh.nKV, HeadDim: sh.D, RotaryDim: sh.rd}
+		o := GQAttention(q, k, v, cos, sin, nil, nil, 0, mask, sp).Mul(f.tensor(cw, Float64, sh.B, sh.L, sh.nH*sh.D)).Sum()
+		return o, []*Tensor{q, k, v}
+	})
 	idx := []int{0, 1, 3, 5, 7, 17, 30, 41, 60, 71}
 	numGrad(t, "q", qd, g[0], idx, fn)
 	numGrad(t, "k", kd, g[1], idx, fn)
@@ -228,30 +214,13 @@ func TestGatedMLPFiniteDifferences(t *testing.T) {
 			r := lcg(21)
 			xd, gd, ud, dd := randf(&r, B*L*H, 1), randf(&r, I*H, 0.5), randf(&r, I*H, 0.5), randf(&r, H*I, 0.5)
 			cw := randf(&r, B*L*H, 1)
-			eval := func(grads bool) (float64, [][]float64) {
-				s := NewScope()
-				defer s.Close()
-				f := fusedCase{s, CPU}
-				var obj float64
-				var gs [][]float64
-				must(t, func() {
-					x := f.tensor(xd, Float64, B, L, H).SetRequiresGrad(grads)
-					gate := f.tensor(gd, Float64, I, H).SetRequiresGrad(grads)
-					up := f.tensor(ud, Float64, I, H).SetRequiresGrad(grads)
-					down := f.tensor(dd, Float64, H, I).SetRequiresGrad(grads)
-					o := GatedMLP(x, gate, up, down, act).Mul(f.tensor(cw, Float64, B, L, H)).Sum()
-					obj = o.Item()
-					if grads {
-						o.Backward()
-						for _, p := range []*Tensor{x, gate, up, down} {
-							gs = append(gs, vals(p.Grad()))
-						}
-					}
-				})
-				return obj, gs
-			}
-			_, g := eval(true)
-			fn := func() float64 { v, _ := eval(false); return v }
+			g, fn := fdObjective(t, func(f fusedCase, grads bool) (*Tensor, []*Tensor) {
+				x := f.tensor(xd, Float64, B, L, H).SetRequiresGrad(grads)
+				gate := f.tensor(gd, Float64, I, H).SetRequiresGrad(grads)
+				up := f.tensor(ud, Float64, I, H).SetRequiresGrad(grads)
+				down := f.tensor(dd, Float64, H, I).SetRequiresGrad(grads)
+				return GatedMLP(x, gate, up, down, act).Mul(f.tensor(cw, Float64, B, L, H)).Sum(), []*Tensor{x, gate, up, down}
+			})
 			idx := []int{0, 2, 9, 16, 23, 29, 34}
 			numGrad(t, "x", xd, g[0], idx, fn)
 			numGrad(t, "gate", gd, g[1], idx, fn)
@@ -311,10 +280,6 @@ func TestModelOpsErrors(t *testing.T) {
 		}},
 		{"unknown activation", func() { GatedMLP(q, q, q, q, Activation(9)) }},
 	} {
-		err := Try(c.f)
-		te, ok := err.(*Error)
-		if !ok || te.Code != CodeInvalid {
-			t.Errorf("%s: got %v, want an invalid-argument error", c.name, err)
-		}
+		wantInvalid(t, c.name, c.f)
 	}
 }

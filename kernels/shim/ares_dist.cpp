@@ -62,34 +62,20 @@ using PGBase = c10d::Backend;
 using PGBase = c10d::ProcessGroup;
 #endif
 
-// An argument the shim rejects (ARES_ERR_INVALID).
-struct dist_invalid : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using namespace ares_shim;
+using dist_invalid = ares_invalid_arg;  // reported as ARES_ERR_INVALID
 
-// Runs body; every exception becomes a status. With collective set, libtorch
-// and Gloo failures (peer gone, timeout, size mismatch between ranks) are
-// reported as ARES_ERR_DIST; invalid arguments and OOM keep their codes.
+// guard(). With collective set, libtorch and Gloo failures (peer gone,
+// timeout, size mismatch between ranks) are reported as ARES_ERR_DIST;
+// invalid arguments and OOM keep their codes.
 template <typename F>
 ares_status *dguard(bool collective, F &&body) {
-  try {
-    ares_internal_sync_threads();
-    body();
-    return nullptr;
-  } catch (const dist_invalid &e) {
-    return ares_internal_status(ARES_ERR_INVALID, e.what());
-  } catch (...) {
-    ares_status *st = ares_internal_current_exception_status();
-    int32_t code = ares_status_code(st);
-    if (!collective || (code != ARES_ERR_TORCH && code != ARES_ERR_INTERNAL)) return st;
-    std::string msg = ares_status_message(st);
-    ares_status_free(st);
-    return ares_internal_status(ARES_ERR_DIST, msg);
-  }
-}
-
-void check_out(const void *p) {
-  if (p == nullptr) throw dist_invalid("null output pointer");
+  ares_status *st = guard(std::forward<F>(body));
+  int32_t code = ares_status_code(st);
+  if (!collective || (code != ARES_ERR_TORCH && code != ARES_ERR_INTERNAL)) return st;
+  std::string msg = ares_status_message(st);
+  ares_status_free(st);
+  return ares_internal_status(ARES_ERR_DIST, msg);
 }
 
 std::chrono::milliseconds ms(int64_t v) { return std::chrono::milliseconds(v); }
@@ -175,6 +161,21 @@ void prepare_bucket(const ares_tensor *ts, int64_t n, ares_work_s *w,
     w->copy_back = true;
   }
   io->push_back(w->flat);
+}
+
+// Runs a collective on pg: start launches it on the work it is given (which
+// has pg's timeout), and the work is handed out in *work.
+template <typename F>
+ares_status *collective(ares_pg pg, ares_work *work, F &&start) {
+  return dguard(true, [&] {
+    check_pg(pg);
+    check_out(work);
+    *work = nullptr;
+    auto w = std::make_unique<ares_work_s>();
+    w->timeout = pg->timeout;
+    w->work = start(w.get());
+    *work = w.release();
+  });
 }
 
 void finish(ares_work_s *w) {
@@ -367,56 +368,39 @@ void ares_pg_free(ares_pg pg) {
 
 ares_status *ares_pg_allreduce(ares_pg pg, const ares_tensor *ts, int64_t n, int32_t op,
                                ares_work *work) {
-  return dguard(true, [&] {
-    check_pg(pg);
-    check_out(work);
-    *work = nullptr;
-    auto w = std::make_unique<ares_work_s>();
-    w->timeout = pg->timeout;
+  return collective(pg, work, [&](ares_work_s *w) {
     c10d::AllreduceOptions opts;
     opts.reduceOp = to_reduce_op(op);
     opts.timeout = pg->timeout;
     std::vector<at::Tensor> io;
-    prepare_bucket(ts, n, w.get(), &io);
+    prepare_bucket(ts, n, w, &io);
     if (op == ARES_DIST_AVG) {
       if (!at::isFloatingType(w->flat.scalar_type()))
         throw dist_invalid("AVG needs a floating-point tensor");
       w->divide = static_cast<double>(pg->world);
     }
-    w->work = pg->pg->allreduce(io, opts);
-    *work = w.release();
+    return pg->pg->allreduce(io, opts);
   });
 }
 
 ares_status *ares_pg_broadcast(ares_pg pg, const ares_tensor *ts, int64_t n, int32_t root,
                                ares_work *work) {
-  return dguard(true, [&] {
-    check_pg(pg);
-    check_out(work);
-    *work = nullptr;
+  return collective(pg, work, [&](ares_work_s *w) {
     if (root < 0 || root >= pg->world)
       throw dist_invalid("broadcast root " + std::to_string(root) + " outside [0, " +
                          std::to_string(pg->world) + ")");
-    auto w = std::make_unique<ares_work_s>();
-    w->timeout = pg->timeout;
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
     opts.rootTensor = 0;
     opts.timeout = pg->timeout;
     std::vector<at::Tensor> io;
-    prepare_bucket(ts, n, w.get(), &io);
-    w->work = pg->pg->broadcast(io, opts);
-    *work = w.release();
+    prepare_bucket(ts, n, w, &io);
+    return pg->pg->broadcast(io, opts);
   });
 }
 
 ares_status *ares_pg_allgather(ares_pg pg, ares_tensor t, ares_work *work) {
-  return dguard(true, [&] {
-    check_pg(pg);
-    check_out(work);
-    *work = nullptr;
-    auto w = std::make_unique<ares_work_s>();
-    w->timeout = pg->timeout;
+  return collective(pg, work, [&](ares_work_s *w) {
     at::Tensor x = ares_internal_get(t).detach().contiguous();
     std::vector<at::Tensor> in{x};
     w->gathered.resize(1);
@@ -424,22 +408,15 @@ ares_status *ares_pg_allgather(ares_pg pg, ares_tensor t, ares_work *work) {
     c10d::AllgatherOptions opts;
     opts.timeout = pg->timeout;
     w->flat = x;  // keeps the input alive until the work is finished
-    w->work = pg->pg->allgather(w->gathered, in, opts);
-    *work = w.release();
+    return pg->pg->allgather(w->gathered, in, opts);
   });
 }
 
 ares_status *ares_pg_barrier(ares_pg pg, ares_work *work) {
-  return dguard(true, [&] {
-    check_pg(pg);
-    check_out(work);
-    *work = nullptr;
-    auto w = std::make_unique<ares_work_s>();
-    w->timeout = pg->timeout;
+  return collective(pg, work, [&](ares_work_s *) {
     c10d::BarrierOptions opts;
     opts.timeout = pg->timeout;
-    w->work = pg->pg->barrier(opts);
-    *work = w.release();
+    return pg->pg->barrier(opts);
   });
 }
 

@@ -44,18 +44,7 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-using fused_invalid = ares_invalid_arg;
-
-template <typename F>
-ares_status *guard(F &&body) {
-  return ares_internal_guard(std::forward<F>(body));
-}
-
-[[noreturn]] void invalid(const std::string &msg) { throw fused_invalid(msg); }
-
-void check_out(void *p) {
-  if (p == nullptr) invalid("null output pointer");
-}
+using namespace ares_shim;
 
 std::atomic<int32_t> kernels_enabled{1};
 
@@ -65,12 +54,6 @@ bool is_float_type(at::ScalarType s) {
 
 // The type the fused ops accumulate and return in.
 at::ScalarType acc_type(at::ScalarType s) { return s == at::kDouble ? at::kDouble : at::kFloat; }
-
-std::string shape_str(const at::Tensor &t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); i++) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
 
 // True when this call runs the CUDA kernels for a tensor of this device/dtype.
 bool use_kernels(const at::Tensor &t) {
@@ -135,6 +118,23 @@ at::Tensor kernel_param(const at::Tensor &p, at::ScalarType hidden_type) {
   auto q = (p.scalar_type() == hidden_type || p.scalar_type() == at::kFloat) ? p : p.to(at::kFloat);
   return q.contiguous();
 }
+
+// The reward op's tensors as its kernels read them, contiguous: the norm
+// weight as kernel_param gives it, the bias and the value head in the
+// weight's dtype.
+struct RewardKernelInputs {
+  at::Tensor h, last, w, b, head;
+  RewardKernelInputs(const at::Tensor &hidden, const at::Tensor &last_, const at::Tensor &w_,
+                     const at::Tensor &b_, const at::Tensor &head_)
+      : h(hidden.contiguous()), last(last_.contiguous()), w(kernel_param(w_, hidden.scalar_type())) {
+    auto as_w = [&](const at::Tensor &p) {
+      auto q = kernel_param(p, w.scalar_type());
+      return q.defined() ? q.to(w.scalar_type()) : q;
+    };
+    b = as_w(b_);
+    head = as_w(head_);
+  }
+};
 #endif
 
 // ---- reward scoring ----------------------------------------------------------
@@ -229,13 +229,7 @@ struct RewardFn : public torch::autograd::Function<RewardFn> {
 #ifdef ARES_KERNELS
       KernelDevice device(hidden);
       if (hidden.is_cpu()) check_last_range(last, a);
-      auto h = hidden.contiguous();
-      auto lastc = last.contiguous();
-      auto wk = kernel_param(w, hidden.scalar_type());
-      auto bk = kernel_param(b, wk.scalar_type());
-      auto hk = kernel_param(head, wk.scalar_type());
-      if (bk.defined() && bk.scalar_type() != wk.scalar_type()) bk = bk.to(wk.scalar_type());
-      if (hk.scalar_type() != wk.scalar_type()) hk = hk.to(wk.scalar_type());
+      RewardKernelInputs k(hidden, last, w, b, head);
       auto fopts = hidden.options().dtype(at::kFloat);
       scores = at::empty({a.B}, fopts);
       at::Tensor counter;
@@ -243,10 +237,10 @@ struct RewardFn : public torch::autograd::Function<RewardFn> {
         loss = at::empty({}, fopts);
         counter = at::zeros({1}, hidden.options().dtype(at::kInt));
       }
-      cuda_check(ares_cuda_reward_fwd(h.data_ptr(), lastc.data_ptr<int64_t>(), wk.data_ptr(),
-                                      bk.defined() ? bk.data_ptr() : nullptr, hk.data_ptr(), a.B,
-                                      a.L, a.H, ares_dtype(h.scalar_type()),
-                                      ares_dtype(wk.scalar_type()), static_cast<int32_t>(kind),
+      cuda_check(ares_cuda_reward_fwd(k.h.data_ptr(), k.last.data_ptr<int64_t>(), k.w.data_ptr(),
+                                      k.b.defined() ? k.b.data_ptr() : nullptr, k.head.data_ptr(), a.B,
+                                      a.L, a.H, ares_dtype(k.h.scalar_type()),
+                                      ares_dtype(k.w.scalar_type()), static_cast<int32_t>(kind),
                                       static_cast<float>(eps), P, scores.data_ptr<float>(),
                                       P > 0 ? loss.data_ptr<float>() : nullptr,
                                       P > 0 ? static_cast<unsigned int *>(counter.data_ptr()) : nullptr,
@@ -294,21 +288,15 @@ struct RewardFn : public torch::autograd::Function<RewardFn> {
     if (use_kernels(hidden)) {
 #ifdef ARES_KERNELS
       KernelDevice device(hidden);
-      auto h = hidden.contiguous();
-      auto lastc = last.contiguous();
-      auto wk = kernel_param(w, hidden.scalar_type());
-      auto bk = kernel_param(b, wk.scalar_type());
-      auto hk = kernel_param(head, wk.scalar_type());
-      if (bk.defined() && bk.scalar_type() != wk.scalar_type()) bk = bk.to(wk.scalar_type());
-      if (hk.scalar_type() != wk.scalar_type()) hk = hk.to(wk.scalar_type());
+      RewardKernelInputs k(hidden, last, w, b, head);
       auto fopts = hidden.options().dtype(at::kFloat);
       auto gx = at::empty({a.B, a.H}, fopts);
       auto gr = at::empty({a.B}, fopts);
       if (need_h) dh = at::zeros(hidden.sizes(), hidden.options());
       void *stream = stream_of(hidden);
-      cuda_check(ares_cuda_reward_bwd(h.data_ptr(), lastc.data_ptr<int64_t>(), wk.data_ptr(),
-                                      hk.data_ptr(), a.B, a.L, a.H, ares_dtype(h.scalar_type()),
-                                      ares_dtype(wk.scalar_type()), static_cast<int32_t>(kind),
+      cuda_check(ares_cuda_reward_bwd(k.h.data_ptr(), k.last.data_ptr<int64_t>(), k.w.data_ptr(),
+                                      k.head.data_ptr(), a.B, a.L, a.H, ares_dtype(k.h.scalar_type()),
+                                      ares_dtype(k.w.scalar_type()), static_cast<int32_t>(kind),
                                       static_cast<float>(eps), P,
                                       gs.defined() ? gs.data_ptr<float>() : nullptr,
                                       gl.defined() ? gl.data_ptr<float>() : nullptr,
@@ -317,14 +305,14 @@ struct RewardFn : public torch::autograd::Function<RewardFn> {
                                       stream),
                  "reward score backward kernel");
       if (need_w || need_b || need_head) {
-        auto popts = wk.options();
+        auto popts = k.w.options();
         at::Tensor dwk = need_w ? at::empty({a.H}, popts) : at::Tensor();
         at::Tensor dbk = need_b ? at::empty({a.H}, popts) : at::Tensor();
         at::Tensor dhk = need_head ? at::empty({a.H}, popts) : at::Tensor();
         cuda_check(ares_cuda_reward_param_grads(
-                       gx.data_ptr<float>(), gr.data_ptr<float>(), wk.data_ptr(),
-                       bk.defined() ? bk.data_ptr() : nullptr, hk.data_ptr(), a.B, a.H,
-                       ares_dtype(wk.scalar_type()), need_w ? dwk.data_ptr() : nullptr,
+                       gx.data_ptr<float>(), gr.data_ptr<float>(), k.w.data_ptr(),
+                       k.b.defined() ? k.b.data_ptr() : nullptr, k.head.data_ptr(), a.B, a.H,
+                       ares_dtype(k.w.scalar_type()), need_w ? dwk.data_ptr() : nullptr,
                        need_b ? dbk.data_ptr() : nullptr, need_head ? dhk.data_ptr() : nullptr,
                        stream),
                    "reward score parameter-gradient kernel");
@@ -547,19 +535,10 @@ ares_status *ares_reward_score(ares_tensor hidden, ares_tensor last, ares_tensor
     const at::Tensor &w = ares_internal_get(norm_weight, "norm weight");
     const at::Tensor &hd = ares_internal_get(head, "head");
     if (!(eps >= 0)) invalid("eps must be non-negative");
-    c10::optional<at::Tensor> b = c10::nullopt;
-    if (norm_bias) b = ares_internal_get(norm_bias, "norm bias");
-    auto outs = RewardFn::apply(h, l, w, b, hd, static_cast<int64_t>(norm_kind), eps, n_pairs);
+    auto outs =
+        RewardFn::apply(h, l, w, opt(norm_bias), hd, static_cast<int64_t>(norm_kind), eps, n_pairs);
     if (n_pairs > 0) {
-      // Both handles are made only after both results exist, so nothing leaks.
-      ares_tensor s = ares_internal_wrap(outs[0]);
-      try {
-        *loss = ares_internal_wrap(outs[1]);
-      } catch (...) {
-        ares_tensor_free(s);
-        throw;
-      }
-      *scores = s;
+      wrap_both(outs[0], outs[1], scores, loss);
     } else {
       *scores = ares_internal_wrap(outs[0]);
       if (loss) *loss = nullptr;
@@ -570,8 +549,7 @@ ares_status *ares_reward_score(ares_tensor hidden, ares_tensor last, ares_tensor
 ares_status *ares_token_logprobs(ares_tensor hidden, ares_tensor weight, ares_tensor targets,
                                  int64_t chunk, int32_t mode, double clamp_min,
                                  ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     if (mode != ARES_TLP_LOGPROB && mode != ARES_TLP_UNLIKELIHOOD)
       invalid("unknown token log-probability mode " + std::to_string(mode));
     const at::Tensor &h = ares_internal_get(hidden, "hidden");
@@ -584,7 +562,7 @@ ares_status *ares_token_logprobs(ares_tensor hidden, ares_tensor weight, ares_te
       auto ul = -at::log(at::clamp_min(-at::expm1(r), clamp_min));
       r = at::where(t >= 0, ul, at::zeros_like(ul));
     }
-    *out = ares_internal_wrap(r);
+    return r;
   });
 }
 

@@ -24,24 +24,7 @@
 
 namespace {
 
-using model_invalid = ares_invalid_arg;
-
-template <typename F>
-ares_status *guard(F &&body) {
-  return ares_internal_guard(std::forward<F>(body));
-}
-
-[[noreturn]] void invalid(const std::string &msg) { throw model_invalid(msg); }
-
-void check_out(const void *p) {
-  if (p == nullptr) invalid("null output pointer");
-}
-
-std::string shape_str(const at::Tensor &t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); i++) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
+using namespace ares_shim;
 
 // x*cos + rotate_half(x)*sin over the first rd of x's d (last) dimensions;
 // the rest pass through unchanged (partial rotary).
@@ -119,8 +102,7 @@ ares_status *ares_gqa_attention(ares_tensor q, ares_tensor k, ares_tensor v, are
                                 int64_t rotary_dim, ares_tensor k_cache, ares_tensor v_cache, int64_t start,
                                 ares_tensor mask, double scale, int64_t n_heads, int64_t n_kv_heads,
                                 int64_t head_dim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     if (n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads != 0)
       invalid("needs positive heads (" + std::to_string(n_heads) + "), KV heads (" + std::to_string(n_kv_heads) +
               ") dividing them and head dim (" + std::to_string(head_dim) + ")");
@@ -162,14 +144,13 @@ ares_status *ares_gqa_attention(ares_tensor q, ares_tensor k, ares_tensor v, are
     if (mask) m = ares_internal_get(mask, "mask");
     auto o = grouped_attention(qh, kh, vh, m, scale, rep);  // [B, nH, L, D]
     // [B, nH, L, D] -> [B, L, nH, D] -> [B, L, nH*D]
-    *out = ares_internal_wrap(o.transpose(1, 2).reshape({Q.size(0), Q.size(1), -1}));
+    return o.transpose(1, 2).reshape({Q.size(0), Q.size(1), -1});
   });
 }
 
 ares_status *ares_gated_mlp(ares_tensor x, ares_tensor gate_w, ares_tensor up_w, ares_tensor down_w, int32_t act,
                             ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     if (act != ARES_ACT_SILU && act != ARES_ACT_GELU && act != ARES_ACT_GELU_TANH)
       invalid("unknown activation " + std::to_string(act));
     const auto &X = ares_internal_get(x, "input");
@@ -181,21 +162,18 @@ ares_status *ares_gated_mlp(ares_tensor x, ares_tensor gate_w, ares_tensor up_w,
       default: invalid("unknown activation " + std::to_string(act));
     }
     auto u = at::linear(X, ares_internal_get(up_w, "up weight"));
-    *out = ares_internal_wrap(at::linear(at::mul(g, u), ares_internal_get(down_w, "down weight")));
+    return at::linear(at::mul(g, u), ares_internal_get(down_w, "down weight"));
   });
 }
 
 ares_status *ares_rope_gather(ares_tensor cos_table, ares_tensor sin_table, ares_tensor pos, ares_tensor *cos,
                               ares_tensor *sin) {
-  return guard([&] {
-    check_out(cos);
-    check_out(sin);
+  return guard_out2(cos, sin, [&] {
     const auto &P = ares_internal_get(pos, "positions");
     // [P, rd] at [B, L] -> [B, L, rd] -> [B, 1, L, rd]
     auto c = at::embedding(ares_internal_get(cos_table, "cos table"), P).unsqueeze(1);
     auto s = at::embedding(ares_internal_get(sin_table, "sin table"), P).unsqueeze(1);
-    *cos = ares_internal_wrap(std::move(c));
-    *sin = ares_internal_wrap(std::move(s));
+    return std::make_pair(c, s);
   });
 }
 

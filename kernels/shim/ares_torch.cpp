@@ -111,6 +111,7 @@ ares_status *make_status(int32_t code, std::string msg) {
 }
 
 using invalid_arg = ares_invalid_arg;
+using namespace ares_shim;
 
 bool looks_like_oom(const std::string &m) {
   return m.find("out of memory") != std::string::npos ||
@@ -135,18 +136,9 @@ ares_status *status_from_current_exception() {
   }
 }
 
-template <typename F>
-ares_status *guard(F &&body) {
-  return ares_internal_guard(std::forward<F>(body));
-}
-
 const at::Tensor &T(ares_tensor h, const char *what = "tensor") {
   if (h == nullptr) throw invalid_arg(std::string("null ") + what + " handle");
   return h->t;
-}
-
-void check_out(void *out) {
-  if (out == nullptr) throw invalid_arg("null output pointer");
 }
 
 // The element type's code, or -1 when the engine does not support it.
@@ -214,6 +206,10 @@ at::Device to_device(int32_t kind, int32_t index) {
       return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
   throw invalid_arg("unknown device kind " + std::to_string(kind));
+}
+
+at::TensorOptions options(int32_t dtype, int32_t device_kind, int32_t device_index) {
+  return at::TensorOptions().dtype(to_scalar_type(dtype)).device(to_device(device_kind, device_index));
 }
 
 std::vector<int64_t> dims_of(const int64_t *p, int32_t n) {
@@ -527,8 +523,7 @@ ares_status *ares_tensor_item(ares_tensor t, double *value) {
 ares_status *ares_from_data(const void *data, int64_t nbytes, int32_t dtype,
                             const int64_t *shape, int32_t ndim, int32_t device_kind,
                             int32_t device_index, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     auto st = to_scalar_type(dtype);
     auto dims = dims_of(shape, ndim);
     int64_t numel = 1;
@@ -546,8 +541,7 @@ ares_status *ares_from_data(const void *data, int64_t nbytes, int32_t dtype,
       if (data == nullptr) throw invalid_arg("null data pointer");
       std::memcpy(t.data_ptr(), data, static_cast<size_t>(nbytes));
     }
-    if (!dev.is_cpu()) t = t.to(dev);
-    *out = wrap(std::move(t));
+    return dev.is_cpu() ? t : t.to(dev);
   });
 }
 
@@ -567,30 +561,25 @@ ares_status *ares_to_data(ares_tensor t, void *data, int64_t nbytes) {
 
 ares_status *ares_full(const int64_t *shape, int32_t ndim, double value, int32_t dtype,
                        int32_t device_kind, int32_t device_index, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    auto opts = at::TensorOptions().dtype(to_scalar_type(dtype)).device(to_device(device_kind, device_index));
-    *out = wrap(at::full(dims_of(shape, ndim), value, opts));
+  return guard_out(out, [&] {
+    return at::full(dims_of(shape, ndim), value, options(dtype, device_kind, device_index));
   });
 }
 
 ares_status *ares_arange(double start, double end, double step, int32_t dtype,
                          int32_t device_kind, int32_t device_index, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    auto opts = at::TensorOptions().dtype(to_scalar_type(dtype)).device(to_device(device_kind, device_index));
-    *out = wrap(at::arange(start, end, step, opts));
+  return guard_out(out, [&] {
+    return at::arange(start, end, step, options(dtype, device_kind, device_index));
   });
 }
 
 ares_status *ares_random(const int64_t *shape, int32_t ndim, int32_t normal, int32_t dtype,
                          int32_t device_kind, int32_t device_index, ares_generator gen,
                          ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    auto opts = at::TensorOptions().dtype(to_scalar_type(dtype)).device(to_device(device_kind, device_index));
+  return guard_out(out, [&] {
+    auto opts = options(dtype, device_kind, device_index);
     auto dims = dims_of(shape, ndim);
-    *out = wrap(normal ? at::randn(dims, gen_of(gen), opts) : at::rand(dims, gen_of(gen), opts));
+    return normal ? at::randn(dims, gen_of(gen), opts) : at::rand(dims, gen_of(gen), opts);
   });
 }
 
@@ -624,11 +613,10 @@ void ares_generator_free(ares_generator g) {
 }
 
 ares_status *ares_generator_get_state(ares_generator g, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     if (g == nullptr) throw invalid_arg("null generator handle");
     std::lock_guard<std::mutex> lock(g->g.mutex());
-    *out = wrap(g->g.get_state());
+    return g->g.get_state();
   });
 }
 
@@ -644,328 +632,233 @@ ares_status *ares_generator_set_state(ares_generator g, ares_tensor state) {
 // ---- element-wise and matrix ops --------------------------------------------
 
 ares_status *ares_unary(int32_t op, ares_tensor a, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     const auto &x = T(a);
-    at::Tensor r;
     switch (op) {
-      case ARES_U_NEG: r = at::neg(x); break;
-      case ARES_U_EXP: r = at::exp(x); break;
-      case ARES_U_LOG: r = at::log(x); break;
-      case ARES_U_SQRT: r = at::sqrt(x); break;
-      case ARES_U_RSQRT: r = at::rsqrt(x); break;
-      case ARES_U_ABS: r = at::abs(x); break;
-      case ARES_U_SIGMOID: r = at::sigmoid(x); break;
-      case ARES_U_LOGSIGMOID: r = at::log_sigmoid(x); break;
-      case ARES_U_TANH: r = at::tanh(x); break;
-      case ARES_U_RELU: r = at::relu(x); break;
-      case ARES_U_SILU: r = at::silu(x); break;
-      case ARES_U_GELU: r = at::gelu(x, "none"); break;
-      case ARES_U_GELU_TANH: r = at::gelu(x, "tanh"); break;
-      case ARES_U_SIN: r = at::sin(x); break;
-      case ARES_U_COS: r = at::cos(x); break;
-      case ARES_U_CONTIGUOUS: r = x.contiguous(); break;
-      case ARES_U_DETACH: r = x.detach(); break;
-      case ARES_U_CLONE: r = x.clone(); break;
-      case ARES_U_ISFINITE: r = at::isfinite(x); break;
-      case ARES_U_LOGICAL_NOT: r = at::logical_not(x); break;
-      case ARES_U_LOG1P: r = at::log1p(x); break;
-      case ARES_U_SQUARE: r = at::square(x); break;
+      case ARES_U_NEG: return at::neg(x);
+      case ARES_U_EXP: return at::exp(x);
+      case ARES_U_LOG: return at::log(x);
+      case ARES_U_SQRT: return at::sqrt(x);
+      case ARES_U_RSQRT: return at::rsqrt(x);
+      case ARES_U_ABS: return at::abs(x);
+      case ARES_U_SIGMOID: return at::sigmoid(x);
+      case ARES_U_LOGSIGMOID: return at::log_sigmoid(x);
+      case ARES_U_TANH: return at::tanh(x);
+      case ARES_U_RELU: return at::relu(x);
+      case ARES_U_SILU: return at::silu(x);
+      case ARES_U_GELU: return at::gelu(x, "none");
+      case ARES_U_GELU_TANH: return at::gelu(x, "tanh");
+      case ARES_U_SIN: return at::sin(x);
+      case ARES_U_COS: return at::cos(x);
+      case ARES_U_CONTIGUOUS: return x.contiguous();
+      case ARES_U_DETACH: return x.detach();
+      case ARES_U_CLONE: return x.clone();
+      case ARES_U_ISFINITE: return at::isfinite(x);
+      case ARES_U_LOGICAL_NOT: return at::logical_not(x);
+      case ARES_U_LOG1P: return at::log1p(x);
+      case ARES_U_SQUARE: return at::square(x);
       default: throw invalid_arg("unknown unary op code " + std::to_string(op));
     }
-    *out = wrap(std::move(r));
   });
 }
 
 ares_status *ares_binary(int32_t op, ares_tensor a, ares_tensor b, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     const auto &x = T(a, "first operand");
     const auto &y = T(b, "second operand");
-    at::Tensor r;
     switch (op) {
-      case ARES_B_ADD: r = at::add(x, y); break;
-      case ARES_B_SUB: r = at::sub(x, y); break;
-      case ARES_B_MUL: r = at::mul(x, y); break;
-      case ARES_B_DIV: r = at::div(x, y); break;
-      case ARES_B_POW: r = at::pow(x, y); break;
-      case ARES_B_MAXIMUM: r = at::maximum(x, y); break;
-      case ARES_B_MINIMUM: r = at::minimum(x, y); break;
-      case ARES_B_EQ: r = at::eq(x, y); break;
-      case ARES_B_NE: r = at::ne(x, y); break;
-      case ARES_B_LT: r = at::lt(x, y); break;
-      case ARES_B_LE: r = at::le(x, y); break;
-      case ARES_B_GT: r = at::gt(x, y); break;
-      case ARES_B_GE: r = at::ge(x, y); break;
-      case ARES_B_LOGICAL_AND: r = at::logical_and(x, y); break;
-      case ARES_B_LOGICAL_OR: r = at::logical_or(x, y); break;
-      case ARES_B_MATMUL: r = at::matmul(x, y); break;
+      case ARES_B_ADD: return at::add(x, y);
+      case ARES_B_SUB: return at::sub(x, y);
+      case ARES_B_MUL: return at::mul(x, y);
+      case ARES_B_DIV: return at::div(x, y);
+      case ARES_B_POW: return at::pow(x, y);
+      case ARES_B_MAXIMUM: return at::maximum(x, y);
+      case ARES_B_MINIMUM: return at::minimum(x, y);
+      case ARES_B_EQ: return at::eq(x, y);
+      case ARES_B_NE: return at::ne(x, y);
+      case ARES_B_LT: return at::lt(x, y);
+      case ARES_B_LE: return at::le(x, y);
+      case ARES_B_GT: return at::gt(x, y);
+      case ARES_B_GE: return at::ge(x, y);
+      case ARES_B_LOGICAL_AND: return at::logical_and(x, y);
+      case ARES_B_LOGICAL_OR: return at::logical_or(x, y);
+      case ARES_B_MATMUL: return at::matmul(x, y);
       default: throw invalid_arg("unknown binary op code " + std::to_string(op));
     }
-    *out = wrap(std::move(r));
   });
 }
 
 ares_status *ares_binary_scalar(int32_t op, ares_tensor a, double b, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     const auto &x = T(a);
     at::Scalar s(b);
-    at::Tensor r;
     switch (op) {
-      case ARES_B_ADD: r = at::add(x, s); break;
-      case ARES_B_SUB: r = at::sub(x, s); break;
-      case ARES_B_MUL: r = at::mul(x, s); break;
-      case ARES_B_DIV: r = at::div(x, s); break;
-      case ARES_B_POW: r = at::pow(x, s); break;
-      case ARES_B_MAXIMUM: r = at::clamp_min(x, s); break;
-      case ARES_B_MINIMUM: r = at::clamp_max(x, s); break;
-      case ARES_B_EQ: r = at::eq(x, s); break;
-      case ARES_B_NE: r = at::ne(x, s); break;
-      case ARES_B_LT: r = at::lt(x, s); break;
-      case ARES_B_LE: r = at::le(x, s); break;
-      case ARES_B_GT: r = at::gt(x, s); break;
-      case ARES_B_GE: r = at::ge(x, s); break;
+      case ARES_B_ADD: return at::add(x, s);
+      case ARES_B_SUB: return at::sub(x, s);
+      case ARES_B_MUL: return at::mul(x, s);
+      case ARES_B_DIV: return at::div(x, s);
+      case ARES_B_POW: return at::pow(x, s);
+      case ARES_B_MAXIMUM: return at::clamp_min(x, s);
+      case ARES_B_MINIMUM: return at::clamp_max(x, s);
+      case ARES_B_EQ: return at::eq(x, s);
+      case ARES_B_NE: return at::ne(x, s);
+      case ARES_B_LT: return at::lt(x, s);
+      case ARES_B_LE: return at::le(x, s);
+      case ARES_B_GT: return at::gt(x, s);
+      case ARES_B_GE: return at::ge(x, s);
       default: throw invalid_arg("op code " + std::to_string(op) + " takes no scalar operand");
     }
-    *out = wrap(std::move(r));
   });
 }
 
 ares_status *ares_rsub_scalar(double a, ares_tensor b, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::rsub(T(b), at::Scalar(a)));
-  });
+  return guard_out(out, [&] { return at::rsub(T(b), at::Scalar(a)); });
 }
 
 // ---- reductions -------------------------------------------------------------
 
 ares_status *ares_reduce(int32_t op, ares_tensor a, const int64_t *dims, int32_t ndims,
                          int32_t keepdim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     const auto &x = T(a);
     auto d = dims_of(dims, ndims);
     bool all = d.empty();
     bool kd = keepdim != 0;
-    at::Tensor r;
     switch (op) {
-      case ARES_R_SUM: r = all ? at::sum(x) : at::sum(x, d, kd); break;
-      case ARES_R_MEAN: r = all ? at::mean(x) : at::mean(x, d, kd); break;
-      case ARES_R_AMAX: r = at::amax(x, d, kd); break;
-      case ARES_R_AMIN: r = at::amin(x, d, kd); break;
+      case ARES_R_SUM: return all ? at::sum(x) : at::sum(x, d, kd);
+      case ARES_R_MEAN: return all ? at::mean(x) : at::mean(x, d, kd);
+      case ARES_R_AMAX: return at::amax(x, d, kd);
+      case ARES_R_AMIN: return at::amin(x, d, kd);
       case ARES_R_LOGSUMEXP:
         if (all) throw invalid_arg("logsumexp needs at least one dimension");
-        r = at::logsumexp(x, d, kd);
-        break;
+        return at::logsumexp(x, d, kd);
       case ARES_R_ALL:
-        if (all) { r = at::all(x); break; }
+        if (all) return at::all(x);
         if (d.size() != 1) throw invalid_arg("all reduces one dimension at a time");
-        r = at::all(x, d[0], kd);
-        break;
+        return at::all(x, d[0], kd);
       case ARES_R_ANY:
-        if (all) { r = at::any(x); break; }
+        if (all) return at::any(x);
         if (d.size() != 1) throw invalid_arg("any reduces one dimension at a time");
-        r = at::any(x, d[0], kd);
-        break;
+        return at::any(x, d[0], kd);
       default: throw invalid_arg("unknown reduction op code " + std::to_string(op));
     }
-    *out = wrap(std::move(r));
   });
 }
 
 ares_status *ares_max(ares_tensor a, int64_t dim, int32_t keepdim, ares_tensor *values,
                       ares_tensor *indices) {
-  return guard([&] {
-    check_out(values); check_out(indices);
-    auto r = at::max(T(a), dim, keepdim != 0);
-    *values = wrap(std::get<0>(r));
-    *indices = wrap(std::get<1>(r));
-  });
+  return guard_out2(values, indices, [&] { return at::max(T(a), dim, keepdim != 0); });
 }
 
 ares_status *ares_argmax(ares_tensor a, int64_t dim, int32_t keepdim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::argmax(T(a), dim, keepdim != 0));
-  });
+  return guard_out(out, [&] { return at::argmax(T(a), dim, keepdim != 0); });
 }
 
 ares_status *ares_softmax(ares_tensor a, int64_t dim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::softmax(T(a), dim));
-  });
+  return guard_out(out, [&] { return at::softmax(T(a), dim); });
 }
 
 ares_status *ares_log_softmax(ares_tensor a, int64_t dim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::log_softmax(T(a), dim));
-  });
+  return guard_out(out, [&] { return at::log_softmax(T(a), dim); });
 }
 
 ares_status *ares_cumsum(ares_tensor a, int64_t dim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::cumsum(T(a), dim));
-  });
+  return guard_out(out, [&] { return at::cumsum(T(a), dim); });
 }
 
 ares_status *ares_topk(ares_tensor a, int64_t k, int64_t dim, int32_t largest,
                        ares_tensor *values, ares_tensor *indices) {
-  return guard([&] {
-    check_out(values); check_out(indices);
-    auto r = at::topk(T(a), k, dim, largest != 0, true);
-    *values = wrap(std::get<0>(r));
-    *indices = wrap(std::get<1>(r));
-  });
+  return guard_out2(values, indices, [&] { return at::topk(T(a), k, dim, largest != 0, true); });
 }
 
 ares_status *ares_sort(ares_tensor a, int64_t dim, int32_t descending, ares_tensor *values,
                        ares_tensor *indices) {
-  return guard([&] {
-    check_out(values); check_out(indices);
-    auto r = at::sort(T(a), dim, descending != 0);
-    *values = wrap(std::get<0>(r));
-    *indices = wrap(std::get<1>(r));
-  });
+  return guard_out2(values, indices, [&] { return at::sort(T(a), dim, descending != 0); });
 }
 
 ares_status *ares_multinomial(ares_tensor probs, int64_t n, int32_t replacement,
                               ares_generator gen, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::multinomial(T(probs), n, replacement != 0, gen_of(gen)));
-  });
+  return guard_out(out, [&] { return at::multinomial(T(probs), n, replacement != 0, gen_of(gen)); });
 }
 
 // ---- shape and indexing -----------------------------------------------------
 
 ares_status *ares_reshape(ares_tensor a, const int64_t *shape, int32_t ndim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(T(a).reshape(dims_of(shape, ndim)));
-  });
+  return guard_out(out, [&] { return T(a).reshape(dims_of(shape, ndim)); });
 }
 
 ares_status *ares_expand(ares_tensor a, const int64_t *shape, int32_t ndim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(T(a).expand(dims_of(shape, ndim)));
-  });
+  return guard_out(out, [&] { return T(a).expand(dims_of(shape, ndim)); });
 }
 
 ares_status *ares_permute(ares_tensor a, const int64_t *dims, int32_t ndim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(T(a).permute(dims_of(dims, ndim)));
-  });
+  return guard_out(out, [&] { return T(a).permute(dims_of(dims, ndim)); });
 }
 
 ares_status *ares_transpose(ares_tensor a, int64_t d0, int64_t d1, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(T(a).transpose(d0, d1));
-  });
+  return guard_out(out, [&] { return T(a).transpose(d0, d1); });
 }
 
 ares_status *ares_narrow(ares_tensor a, int64_t dim, int64_t start, int64_t length,
                          ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(T(a).narrow(dim, start, length));
-  });
+  return guard_out(out, [&] { return T(a).narrow(dim, start, length); });
 }
 
 ares_status *ares_unsqueeze(ares_tensor a, int64_t dim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(T(a).unsqueeze(dim));
-  });
+  return guard_out(out, [&] { return T(a).unsqueeze(dim); });
 }
 
 ares_status *ares_squeeze(ares_tensor a, int64_t dim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(T(a).squeeze(dim));
-  });
+  return guard_out(out, [&] { return T(a).squeeze(dim); });
 }
 
 ares_status *ares_cat(const ares_tensor *ts, int32_t n, int64_t dim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::cat(tensor_list(ts, n), dim));
-  });
+  return guard_out(out, [&] { return at::cat(tensor_list(ts, n), dim); });
 }
 
 ares_status *ares_stack(const ares_tensor *ts, int32_t n, int64_t dim, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::stack(tensor_list(ts, n), dim));
-  });
+  return guard_out(out, [&] { return at::stack(tensor_list(ts, n), dim); });
 }
 
 ares_status *ares_index_select(ares_tensor a, int64_t dim, ares_tensor index, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::index_select(T(a), dim, T(index, "index")));
-  });
+  return guard_out(out, [&] { return at::index_select(T(a), dim, T(index, "index")); });
 }
 
 ares_status *ares_gather(ares_tensor a, int64_t dim, ares_tensor index, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::gather(T(a), dim, T(index, "index")));
-  });
+  return guard_out(out, [&] { return at::gather(T(a), dim, T(index, "index")); });
 }
 
 ares_status *ares_masked_fill(ares_tensor a, ares_tensor mask, double value, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::masked_fill(T(a), T(mask, "mask"), at::Scalar(value)));
-  });
+  return guard_out(out, [&] { return at::masked_fill(T(a), T(mask, "mask"), at::Scalar(value)); });
 }
 
 ares_status *ares_where(ares_tensor cond, ares_tensor a, ares_tensor b, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::where(T(cond, "condition"), T(a), T(b)));
-  });
+  return guard_out(out, [&] { return at::where(T(cond, "condition"), T(a), T(b)); });
 }
 
 ares_status *ares_tril(ares_tensor a, int64_t diagonal, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::tril(T(a), diagonal));
-  });
+  return guard_out(out, [&] { return at::tril(T(a), diagonal); });
 }
 
 ares_status *ares_triu(ares_tensor a, int64_t diagonal, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::triu(T(a), diagonal));
-  });
+  return guard_out(out, [&] { return at::triu(T(a), diagonal); });
 }
 
 ares_status *ares_clamp(ares_tensor a, int32_t has_min, double min, int32_t has_max,
                         double max, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     if (!has_min && !has_max) throw invalid_arg("clamp needs a minimum or a maximum");
     c10::optional<at::Scalar> lo, hi;
     if (has_min) lo = at::Scalar(min);
     if (has_max) hi = at::Scalar(max);
-    *out = wrap(at::clamp(T(a), lo, hi));
+    return at::clamp(T(a), lo, hi);
   });
 }
 
 ares_status *ares_to(ares_tensor a, int32_t dtype, int32_t device_kind, int32_t device_index,
                      ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(T(a).to(to_device(device_kind, device_index), to_scalar_type(dtype)));
+  return guard_out(out, [&] {
+    return T(a).to(to_device(device_kind, device_index), to_scalar_type(dtype));
   });
 }
 
@@ -981,51 +874,35 @@ ares_status *ares_copy_into(ares_tensor dst, int64_t dim, int64_t start, ares_te
 // ---- neural-network ops -----------------------------------------------------
 
 ares_status *ares_linear(ares_tensor x, ares_tensor w, ares_tensor bias, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    c10::optional<at::Tensor> b;
-    if (bias) b = bias->t;
-    *out = wrap(at::linear(T(x, "input"), T(w, "weight"), b));
-  });
+  return guard_out(out, [&] { return at::linear(T(x, "input"), T(w, "weight"), opt(bias)); });
 }
 
 ares_status *ares_lora_linear(ares_tensor x, ares_tensor xa, ares_tensor w, ares_tensor bias, ares_tensor a,
                               ares_tensor b, double scale, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    c10::optional<at::Tensor> bs;
-    if (bias) bs = bias->t;
+  return guard_out(out, [&] {
     const auto &in = T(x, "input");
-    auto y = at::linear(in, T(w, "weight"), bs);
+    auto y = at::linear(in, T(w, "weight"), opt(bias));
     // [.., in] -> [.., r] -> [.., out], added as y + scale * update.
     auto update = at::linear(at::linear(xa ? T(xa, "adapter input") : in, T(a, "lora_A")), T(b, "lora_B"));
-    *out = wrap(at::add(y, update, scale));
+    return at::add(y, update, scale);
   });
 }
 
 ares_status *ares_embedding(ares_tensor weight, ares_tensor ids, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
-    *out = wrap(at::embedding(T(weight, "weight"), T(ids, "ids")));
-  });
+  return guard_out(out, [&] { return at::embedding(T(weight, "weight"), T(ids, "ids")); });
 }
 
 ares_status *ares_layer_norm(ares_tensor x, ares_tensor weight, ares_tensor bias, double eps,
                              ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     const auto &in = T(x, "input");
     if (in.dim() == 0) throw invalid_arg("layer_norm needs at least one dimension");
-    c10::optional<at::Tensor> w, b;
-    if (weight) w = weight->t;
-    if (bias) b = bias->t;
-    *out = wrap(at::layer_norm(in, {in.size(-1)}, w, b, eps));
+    return at::layer_norm(in, {in.size(-1)}, opt(weight), opt(bias), eps);
   });
 }
 
 ares_status *ares_rms_norm(ares_tensor x, ares_tensor weight, double eps, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     const auto &in = T(x, "input");
     if (in.dim() == 0) throw invalid_arg("rms_norm needs at least one dimension");
     // Composed (libtorch 1.13 has no rms_norm), in f32 as Hugging Face's
@@ -1034,14 +911,13 @@ ares_status *ares_rms_norm(ares_tensor x, ares_tensor weight, double eps, ares_t
     auto r = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps);
     r = r.to(in.scalar_type());
     if (weight) r = r * weight->t;
-    *out = wrap(std::move(r));
+    return r;
   });
 }
 
 ares_status *ares_cross_entropy(ares_tensor logits, ares_tensor targets, int64_t ignore_index,
                                 int32_t reduction, double label_smoothing, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     int64_t red;
     switch (reduction) {
       case ARES_REDUCE_NONE: red = at::Reduction::None; break;
@@ -1049,18 +925,17 @@ ares_status *ares_cross_entropy(ares_tensor logits, ares_tensor targets, int64_t
       case ARES_REDUCE_SUM: red = at::Reduction::Sum; break;
       default: throw invalid_arg("unknown reduction " + std::to_string(reduction));
     }
-    *out = wrap(at::cross_entropy_loss(T(logits, "logits"), T(targets, "targets"), {}, red,
-                                       ignore_index, label_smoothing));
+    return at::cross_entropy_loss(T(logits, "logits"), T(targets, "targets"), {}, red, ignore_index,
+                                  label_smoothing);
   });
 }
 
 ares_status *ares_attention(ares_tensor q, ares_tensor k, ares_tensor v, ares_tensor mask,
                             int32_t is_causal, double scale, ares_tensor *out) {
-  return guard([&] {
-    check_out(out);
+  return guard_out(out, [&] {
     at::Tensor m;
     if (mask) m = mask->t;
-    *out = wrap(ares_internal_attention(T(q, "query"), T(k, "key"), T(v, "value"), m, is_causal != 0, scale));
+    return ares_internal_attention(T(q, "query"), T(k, "key"), T(v, "value"), m, is_causal != 0, scale);
   });
 }
 

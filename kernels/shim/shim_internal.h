@@ -1,7 +1,8 @@
 // shim_internal.h: C++-only helpers shared by the shim's translation units
 // (not part of the C ABI; never included from Go). ares_torch.cpp defines
-// them; other TUs (ares_dist.cpp, the fused kernels) use them to make and
-// read tensor handles and statuses exactly as ares_torch.cpp does.
+// the ares_internal_ functions; every TU, ares_torch.cpp too, makes and reads
+// tensor handles and statuses through them, and writes its entry points with
+// the helpers of namespace ares_shim below.
 #ifndef ARES_SHIM_INTERNAL_H
 #define ARES_SHIM_INTERNAL_H
 
@@ -9,6 +10,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "ares_torch.h"
@@ -45,5 +47,68 @@ ares_status *ares_internal_guard(F &&body) {
 // may be undefined; scale <= 0 means 1/sqrt(D)); for the fused model ops.
 at::Tensor ares_internal_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
                                    const at::Tensor &mask, bool is_causal, double scale);
+
+// The short names the translation units write their entry points with.
+namespace ares_shim {
+
+template <typename F>
+ares_status *guard(F &&body) {
+  return ares_internal_guard(std::forward<F>(body));
+}
+
+[[noreturn]] inline void invalid(const std::string &msg) { throw ares_invalid_arg(msg); }
+
+inline void check_out(const void *p) {
+  if (p == nullptr) invalid("null output pointer");
+}
+
+// An optional argument: the tensor behind h, or none when h is null.
+inline c10::optional<at::Tensor> opt(ares_tensor h) {
+  if (h == nullptr) return c10::nullopt;
+  return ares_internal_get(h);
+}
+
+// guard() for an entry point with one tensor result: body returns it, and it
+// is handed out in *out as a new handle.
+template <typename F>
+ares_status *guard_out(ares_tensor *out, F &&body) {
+  return guard([&] {
+    check_out(out);
+    *out = ares_internal_wrap(body());
+  });
+}
+
+// Hands out two results; neither handle is made unless both are.
+inline void wrap_both(at::Tensor a, at::Tensor b, ares_tensor *out_a, ares_tensor *out_b) {
+  ares_tensor ha = ares_internal_wrap(std::move(a));
+  try {
+    *out_b = ares_internal_wrap(std::move(b));
+  } catch (...) {
+    ares_tensor_free(ha);
+    throw;
+  }
+  *out_a = ha;
+}
+
+// guard_out for an entry point with two tensor results: body returns them
+// as a pair or tuple.
+template <typename F>
+ares_status *guard_out2(ares_tensor *out_a, ares_tensor *out_b, F &&body) {
+  return guard([&] {
+    check_out(out_a);
+    check_out(out_b);
+    auto r = body();
+    wrap_both(std::get<0>(r), std::get<1>(r), out_a, out_b);
+  });
+}
+
+// "[2, 3, 4]", for error messages.
+inline std::string shape_str(const at::Tensor &t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); i++) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+}  // namespace ares_shim
 
 #endif  // ARES_SHIM_INTERNAL_H
