@@ -16,6 +16,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/repair"
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/internal/cfgcheck"
+	"github.com/ares-rlhf/ares/internal/config"
 	"github.com/ares-rlhf/ares/internal/config/placement"
 )
 
@@ -64,12 +65,7 @@ func loadRedteamConfig(path string) (*redteamConfig, error) {
 	if err := c.RunConfig.Decode(b, path, &c); err != nil {
 		return nil, err
 	}
-	base := filepath.Dir(path)
-	for _, p := range []*string{&c.Models.Policy, &c.Models.RM, &c.World.Library, &c.Judge.Model} {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(base, *p)
-		}
-	}
+	config.RelativeTo(path, &c.Models.Policy, &c.Models.RM, &c.World.Library, &c.Judge.Model)
 	if _, _, err := c.placement(path).Parse(); err != nil {
 		return nil, err
 	}
@@ -91,8 +87,7 @@ func (c *redteamConfig) validate(path string) error {
 	}
 	k := cfgcheck.New("")
 	k.IntIn("generation.max_new_tokens", int64(g.MaxNewTokens), 1, cfgcheck.MaxTokens)
-	k.AtLeast("generation.temperature", g.Temperature, 0)
-	k.AtMost("generation.temperature", g.Temperature, cfgcheck.MaxTemp)
+	k.Between("generation.temperature", g.Temperature, 0, cfgcheck.MaxTemp)
 	k.IntIn("generation.batch", int64(g.Batch), 1, cfgcheck.MaxBatch)
 	k.IntIn("generation.rm_batch", int64(g.RMBatch), 1, cfgcheck.MaxBatch)
 	k.IntIn("run.threads", int64(c.Run.Threads), 0, 1<<16)

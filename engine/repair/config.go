@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -107,14 +106,8 @@ func LoadRunConfig(path string) (*RunConfig, error) {
 	if err := config.Decode(b, path, config.Run, &c); err != nil {
 		return nil, err
 	}
-	// Relative paths are relative to the config file.
-	base := filepath.Dir(path)
-	for _, p := range []*string{&c.Models.Policy, &c.Models.RM, &c.Models.Reference, &c.Data.Findings, &c.Data.SFT,
-		&c.Data.Pairs, &c.Data.Replay, &c.Data.Benign, &c.Data.Lookalikes} {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(base, *p)
-		}
-	}
+	config.RelativeTo(path, &c.Models.Policy, &c.Models.RM, &c.Models.Reference, &c.Data.Findings, &c.Data.SFT,
+		&c.Data.Pairs, &c.Data.Replay, &c.Data.Benign, &c.Data.Lookalikes)
 	if err := c.validate(path, b); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -41,6 +42,17 @@ func At(file string, data []byte, key, format string, a ...any) *Error {
 		data, _ = os.ReadFile(file)
 	}
 	return &Error{File: file, Line: KeyLine(data, key), Key: key, Msg: fmt.Sprintf(format, a...)}
+}
+
+// RelativeTo makes each non-empty relative path of paths relative to the
+// folder of the config file at file, where the user who wrote it meant it.
+func RelativeTo(file string, paths ...*string) {
+	base := filepath.Dir(file)
+	for _, p := range paths {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
 }
 
 // DecodeStrict decodes TOML into v, rejecting unknown keys; every error
