@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ares-rlhf/ares/checkpoints/safetensors"
+	"github.com/ares-rlhf/ares/internal/jsonfile"
 )
 
 // Format identification written into every manifest.
@@ -125,7 +126,7 @@ func storedSize(cs []Chunk) int64 {
 // refused with an error wrapping ErrDelta.
 func ParseManifest(b []byte) (*Manifest, error) {
 	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := jsonfile.Decode(ManifestName, b, &m); err != nil {
 		return nil, fmt.Errorf("manifest is not valid JSON: %w", err)
 	}
 	// Before the checksum: the fields of a delta are not in Manifest, so

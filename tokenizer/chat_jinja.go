@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/ardanlabs/jinja"
+	"github.com/ares-rlhf/ares/internal/jsonfile"
 )
 
 // HFChatTemplate is a Hugging Face chat template: the Jinja source of a
@@ -72,13 +73,7 @@ func tokenString(raw json.RawMessage) (string, error) {
 func LoadHFChatTemplate(dir string) (*HFChatTemplate, error) {
 	cfgPath := filepath.Join(dir, "tokenizer_config.json")
 	var cfg hfTokenizerConfig
-	b, err := os.ReadFile(cfgPath)
-	switch {
-	case err == nil:
-		if err := json.Unmarshal(b, &cfg); err != nil {
-			return nil, fmt.Errorf("%s: %w", cfgPath, err)
-		}
-	case !errors.Is(err, os.ErrNotExist):
+	if err := jsonfile.Read(cfgPath, &cfg); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
 	tokens := map[string]string{}
@@ -364,10 +359,8 @@ func (t *Tokenizer) SaveHFChatTemplate(dir string) error {
 	}
 	cfg := map[string]any{}
 	p := filepath.Join(dir, "tokenizer_config.json")
-	if b, err := os.ReadFile(p); err == nil {
-		if err := json.Unmarshal(b, &cfg); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
+	if err := jsonfile.Read(p, &cfg); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	if err := os.Remove(filepath.Join(dir, "chat_template.jinja")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

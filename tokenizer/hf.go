@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ares-rlhf/ares/internal/atomicfile"
+	"github.com/ares-rlhf/ares/internal/jsonfile"
 	"github.com/ares-rlhf/ares/tokenizer/pretok"
 )
 
@@ -120,25 +121,25 @@ func Load(path string) (*Tokenizer, error) {
 func ParseHF(data []byte, name string) (*Tokenizer, error) {
 	t, err := parseHF(data, name)
 	if ce, ok := err.(*compErr); ok {
-		return nil, fmt.Errorf("%s: %s", where(name, data, ce.path...), ce.msg)
+		return nil, fmt.Errorf("%s: %s", jsonfile.Where(name, data, ce.path...), ce.msg)
 	}
 	return t, err
 }
 
 func parseHF(data []byte, name string) (*Tokenizer, error) {
 	var f hfFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, jsonError(name, data, err)
+	if err := jsonfile.Decode(name, data, &f); err != nil {
+		return nil, err
 	}
 	if f.Model == nil {
 		return nil, fmt.Errorf("%s: no \"model\"", name)
 	}
 	mo := f.Model
 	if mo.Type != "" && mo.Type != "BPE" {
-		return nil, fmt.Errorf("%s: model type %q, only BPE is supported", where(name, data, "model", "type"), mo.Type)
+		return nil, fmt.Errorf("%s: model type %q, only BPE is supported", jsonfile.Where(name, data, "model", "type"), mo.Type)
 	}
 	if mo.Dropout != nil && *mo.Dropout != 0 {
-		return nil, fmt.Errorf("%s: BPE dropout %v is not supported (encoding would be random)", where(name, data, "model", "dropout"), *mo.Dropout)
+		return nil, fmt.Errorf("%s: BPE dropout %v is not supported (encoding would be random)", jsonfile.Where(name, data, "model", "dropout"), *mo.Dropout)
 	}
 	normFn, err := parseNormalizer(f.Normalizer, []any{"normalizer"})
 	if err != nil {
@@ -156,7 +157,7 @@ func parseHF(data []byte, name string) (*Tokenizer, error) {
 	if byteLevel {
 		for key, v := range map[string]*string{"continuing_subword_prefix": mo.ContinuingSubwordPrefix, "end_of_word_suffix": mo.EndOfWordSuffix} {
 			if v != nil && *v != "" {
-				return nil, fmt.Errorf("%s: %s %q is not supported by byte-level BPE", where(name, data, "model", key), key, *v)
+				return nil, fmt.Errorf("%s: %s %q is not supported by byte-level BPE", jsonfile.Where(name, data, "model", key), key, *v)
 			}
 		}
 	}
@@ -175,7 +176,7 @@ func parseHF(data []byte, name string) (*Tokenizer, error) {
 		// Ids index a table: one past any vocabulary (the largest have some
 		// 2^18 tokens) is a damaged file, not an allocation to attempt.
 		if id > maxVocabID {
-			return nil, fmt.Errorf("%s: token %q has id %d, beyond any vocabulary (ids up to %d)", where(name, data, "model", "vocab", s), s, id, maxVocabID)
+			return nil, fmt.Errorf("%s: token %q has id %d, beyond any vocabulary (ids up to %d)", jsonfile.Where(name, data, "model", "vocab", s), s, id, maxVocabID)
 		}
 		maxID = max(maxID, id)
 	}
@@ -189,7 +190,7 @@ func parseHF(data []byte, name string) (*Tokenizer, error) {
 	for _, s := range keys {
 		id := mo.Vocab[s]
 		if id < 0 {
-			return nil, fmt.Errorf("%s: token %q has negative id %d", where(name, data, "model", "vocab", s), s, id)
+			return nil, fmt.Errorf("%s: token %q has negative id %d", jsonfile.Where(name, data, "model", "vocab", s), s, id)
 		}
 		b, ok := s, true
 		if byteLevel {
@@ -199,10 +200,10 @@ func parseHF(data []byte, name string) (*Tokenizer, error) {
 			if added[s] {
 				continue // an added token kept in the vocabulary, handled below
 			}
-			return nil, fmt.Errorf("%s: token %q (id %d) has characters outside the byte-level alphabet", where(name, data, "model", "vocab", s), s, id)
+			return nil, fmt.Errorf("%s: token %q (id %d) has characters outside the byte-level alphabet", jsonfile.Where(name, data, "model", "vocab", s), s, id)
 		}
 		if m.tokens[id] != "" {
-			return nil, fmt.Errorf("%s: token %q has id %d, as does %q", where(name, data, "model", "vocab", s), s, id, toHF(m.tokens[id]))
+			return nil, fmt.Errorf("%s: token %q has id %d, as does %q", jsonfile.Where(name, data, "model", "vocab", s), s, id, toHF(m.tokens[id]))
 		}
 		m.tokens[id] = b
 		m.encoder[b] = int32(id)
@@ -211,15 +212,15 @@ func parseHF(data []byte, name string) (*Tokenizer, error) {
 	for i, raw := range mo.Merges {
 		a, b, err := parseMerge(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%s: merge %d: %v", where(name, data, "model", "merges", i), i, err)
+			return nil, fmt.Errorf("%s: merge %d: %v", jsonfile.Where(name, data, "model", "merges", i), i, err)
 		}
 		ia, oka := hfID[a]
 		ib, okb := hfID[b]
 		switch {
 		case !oka:
-			return nil, fmt.Errorf("%s: merge %d (%q %q) names unknown token %q", where(name, data, "model", "merges", i), i, a, b, a)
+			return nil, fmt.Errorf("%s: merge %d (%q %q) names unknown token %q", jsonfile.Where(name, data, "model", "merges", i), i, a, b, a)
 		case !okb:
-			return nil, fmt.Errorf("%s: merge %d (%q %q) names unknown token %q", where(name, data, "model", "merges", i), i, a, b, b)
+			return nil, fmt.Errorf("%s: merge %d (%q %q) names unknown token %q", jsonfile.Where(name, data, "model", "merges", i), i, a, b, b)
 		}
 		merged := a + b
 		if !byteLevel && mo.ContinuingSubwordPrefix != nil && *mo.ContinuingSubwordPrefix != "" {
@@ -227,7 +228,7 @@ func parseHF(data []byte, name string) (*Tokenizer, error) {
 		}
 		res, ok := hfID[merged]
 		if !ok {
-			return nil, fmt.Errorf("%s: merge %d (%q %q) makes %q, which is not in the vocabulary", where(name, data, "model", "merges", i), i, a, b, merged)
+			return nil, fmt.Errorf("%s: merge %d (%q %q) makes %q, which is not in the vocabulary", jsonfile.Where(name, data, "model", "merges", i), i, a, b, merged)
 		}
 		// A repeated pair takes its last rank, as Hugging Face's map does.
 		m.merges[uint64(uint32(ia))<<32|uint64(uint32(ib))] = uint64(i)<<32 | uint64(uint32(res))
@@ -237,10 +238,10 @@ func parseHF(data []byte, name string) (*Tokenizer, error) {
 	var rawToks, normToks []addedTok
 	for k, a := range f.AddedTokens {
 		if a.Content == "" {
-			return nil, fmt.Errorf("%s: added token with empty content", where(name, data, "added_tokens", k))
+			return nil, fmt.Errorf("%s: added token with empty content", jsonfile.Where(name, data, "added_tokens", k))
 		}
 		if id, ok := special[a.Content]; ok && id != a.ID {
-			return nil, fmt.Errorf("%s: added token %q has ids %d and %d", where(name, data, "added_tokens", k), a.Content, id, a.ID)
+			return nil, fmt.Errorf("%s: added token %q has ids %d and %d", jsonfile.Where(name, data, "added_tokens", k), a.Content, id, a.ID)
 		}
 		special[a.Content] = a.ID
 		at := addedTok{content: a.Content, id: a.ID, lstrip: a.LStrip, rstrip: a.RStrip}
@@ -271,7 +272,7 @@ func parseHF(data []byte, name string) (*Tokenizer, error) {
 		if mo.UnkToken != nil {
 			id, ok := m.encoder[*mo.UnkToken]
 			if !ok {
-				return nil, fmt.Errorf("%s: unk_token %q is not in the vocabulary", where(name, data, "model", "unk_token"), *mo.UnkToken)
+				return nil, fmt.Errorf("%s: unk_token %q is not in the vocabulary", jsonfile.Where(name, data, "model", "unk_token"), *mo.UnkToken)
 			}
 			h.unk = id
 		}

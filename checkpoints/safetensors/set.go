@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ares-rlhf/ares/internal/atomicfile"
+	"github.com/ares-rlhf/ares/internal/jsonfile"
 )
 
 // IndexName is the index file of a sharded set as Hugging Face names it.
@@ -79,13 +80,9 @@ func ValidFileName(name string) bool {
 }
 
 func openIndexed(indexPath string) (_ *Set, err error) {
-	raw, err := os.ReadFile(indexPath)
-	if err != nil {
-		return nil, err
-	}
 	var idx indexFile
-	if err := json.Unmarshal(raw, &idx); err != nil {
-		return nil, fmt.Errorf("safetensors index %s: %w", indexPath, err)
+	if err := jsonfile.Read(indexPath, &idx); err != nil {
+		return nil, err
 	}
 	if len(idx.WeightMap) == 0 {
 		return nil, fmt.Errorf("safetensors index %s: empty weight_map", indexPath)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/ares-rlhf/ares/internal/jsonfile"
 	"github.com/ares-rlhf/ares/internal/jsonl"
 )
 
@@ -195,13 +196,9 @@ func (c *Classifier) Save(path string) error {
 
 // LoadClassifier reads a classifier saved by Save.
 func LoadClassifier(path string) (*Classifier, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var c Classifier
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := jsonfile.Read(path, &c); err != nil {
+		return nil, err
 	}
 	if c.Version != 1 {
 		return nil, fmt.Errorf("%s: version: %d is not supported (want 1)", path, c.Version)

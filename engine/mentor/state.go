@@ -15,6 +15,7 @@ import (
 
 	"github.com/ares-rlhf/ares/engine/detect"
 	"github.com/ares-rlhf/ares/internal/atomicfile"
+	"github.com/ares-rlhf/ares/internal/jsonfile"
 	"github.com/ares-rlhf/ares/internal/jsonl"
 )
 
@@ -144,13 +145,9 @@ func StatePath(findings string) string {
 
 // ReadState reads a state file; errors name the file.
 func ReadState(path string) (*State, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var st State
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := jsonfile.Read(path, &st); err != nil {
+		return nil, err
 	}
 	if st.Version != stateVersion {
 		return nil, fmt.Errorf("%s: version %d is not supported (want %d)", path, st.Version, stateVersion)

@@ -20,9 +20,10 @@ package model
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
+
+	"github.com/ares-rlhf/ares/internal/jsonfile"
 )
 
 // Family is the architecture family a config maps onto.
@@ -94,10 +95,10 @@ var supportedTypes = map[string]Family{
 	"gpt2": GPT2, "llama": Llama, "mistral": Llama, "qwen2": Llama, "qwen3": Llama, "gemma3_text": Llama,
 }
 
-// LoadConfig reads a config.json.
+// LoadConfig reads a config.json. A syntax error gives its line and column.
 func LoadConfig(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
+	var b json.RawMessage
+	if err := jsonfile.Read(path, &b); err != nil {
 		return nil, err
 	}
 	c, err := ParseConfig(b)

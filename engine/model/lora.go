@@ -15,6 +15,7 @@ import (
 	"github.com/ares-rlhf/ares/engine/torch"
 	"github.com/ares-rlhf/ares/internal/atomicfile"
 	"github.com/ares-rlhf/ares/internal/cfgcheck"
+	"github.com/ares-rlhf/ares/internal/jsonfile"
 	"github.com/ares-rlhf/ares/tokenizer"
 )
 
@@ -405,13 +406,9 @@ type AdapterInfo struct {
 // (relative to the working directory).
 func ReadAdapterConfig(dir string) (AdapterInfo, error) {
 	path := filepath.Join(dir, AdapterConfigFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return AdapterInfo{}, err
-	}
 	var ac adapterConfig
-	if err := json.Unmarshal(b, &ac); err != nil {
-		return AdapterInfo{}, fmt.Errorf("%s: %w", path, err)
+	if err := jsonfile.Read(path, &ac); err != nil {
+		return AdapterInfo{}, err
 	}
 	switch {
 	case ac.PeftType != "LORA":
