@@ -15,17 +15,22 @@
 
 #include "ares_torch.h"
 
+// The ares_internal_ functions are the shim's own, hidden from its exported
+// symbols: calls to them are direct, and inlined within ares_torch.cpp,
+// instead of going through the dynamic linker's table on every op.
+#define ARES_INTERNAL __attribute__((visibility("hidden")))
+
 // A new handle for t, owned by the caller and counted by ares_live_tensors.
-ares_tensor ares_internal_wrap(at::Tensor t);
+ARES_INTERNAL ares_tensor ares_internal_wrap(at::Tensor t);
 // The tensor behind h; throws (reported as ARES_ERR_INVALID) when h is null.
-const at::Tensor &ares_internal_get(ares_tensor h, const char *what = "tensor");
+ARES_INTERNAL const at::Tensor &ares_internal_get(ares_tensor h, const char *what = "tensor");
 // A status with this code and message (never NULL; freed with ares_status_free).
-ares_status *ares_internal_status(int32_t code, const std::string &msg);
+ARES_INTERNAL ares_status *ares_internal_status(int32_t code, const std::string &msg);
 // The status for the exception being handled; call only inside a catch block.
 // Same classification as every ares_torch.cpp entry point.
-ares_status *ares_internal_current_exception_status();
+ARES_INTERNAL ares_status *ares_internal_current_exception_status();
 // Applies the intra-op thread count (ares_set_num_threads) to the calling thread.
-void ares_internal_sync_threads();
+ARES_INTERNAL void ares_internal_sync_threads();
 // An argument an entry point rejects; every entry point reports it as
 // ARES_ERR_INVALID.
 struct ares_invalid_arg : std::runtime_error {
@@ -45,7 +50,7 @@ ares_status *ares_internal_guard(F &&body) {
 }
 // Scaled dot-product attention exactly as ares_attention computes it (mask
 // may be undefined; scale <= 0 means 1/sqrt(D)); for the fused model ops.
-at::Tensor ares_internal_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+ARES_INTERNAL at::Tensor ares_internal_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
                                    const at::Tensor &mask, bool is_causal, double scale);
 
 // The short names the translation units write their entry points with.
